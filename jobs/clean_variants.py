@@ -1,0 +1,115 @@
+"""Bronze VCF records to ``silver.variants`` (biallelic sites) and ``silver.genotypes``.
+
+Multiallelic records are split one row per ALT, as ``bcftools norm -m-any`` does: in the split
+genotype the other ALT alleles become REF (0) and AD keeps REF and this ALT. Only sources not
+yet cleaned (by a succeeded run of this job) are processed, and writes MERGE on the
+contract keys, so re-runs add nothing.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.common import main_for
+from omicslake.catalog import path_ref, read_table
+from omicslake.runs import JobResult, track_run
+from omicslake.settings import Settings
+from omicslake.writes import merge_new
+
+JOB = "clean_variants"
+
+
+def variant_id(build: Column, contig: Column, pos: Column, ref: Column, alt: Column) -> Column:
+    return F.concat_ws(":", F.coalesce(build, F.lit("NA")), contig, pos.cast("string"), ref, alt)
+
+
+def split_alleles(records: DataFrame) -> DataFrame:
+    """One row per (record, ALT) with ``alt_index`` (1-based); symbolic ALTs are left out."""
+    exploded = records.select("*", F.posexplode("alt").alias("alt_pos", "alt_allele"))
+    return (
+        exploded.withColumn("alt_index", F.col("alt_pos") + 1)
+        .where(~F.col("alt_allele").startswith("<") & (F.col("alt_allele") != "*"))
+        .withColumn("variant_id", variant_id(F.col("build"), F.col("contig"), F.col("pos"),
+                                             F.col("ref"), F.col("alt_allele")))
+    )
+
+
+def sites(split: DataFrame) -> DataFrame:
+    return split.select(
+        "variant_id", F.coalesce("build", F.lit("NA")).alias("build"), "contig", "pos", "ref",
+        F.col("alt_allele").alias("alt"), F.col("id").alias("rsid"),
+        F.col("ingest_run_id").alias("first_seen_run_id"),
+    ).dropDuplicates(["variant_id"])
+
+
+def split_genotypes(split: DataFrame) -> DataFrame:
+    """Per-sample calls for each split ALT, recoded to 0/1 alleles; non-reference calls only."""
+    g = split.select(
+        "variant_id", "contig", "pos", "alt_index", "center_id", "source_checksum",
+        "ingest_run_id", F.explode("genotypes").alias("g"),
+    )
+    i = F.col("alt_index")
+    # Sail cannot read an outer column inside a lambda, so the ALT index rides along per element.
+    pairs = F.arrays_zip(F.col("g.gt").alias("a"), F.array_repeat(i, F.size("g.gt")).alias("k"))
+    gt = F.transform(
+        pairs, lambda x: F.when(x["a"] < 0, -1).when(x["a"] == x["k"], 1).otherwise(0)
+    )
+    ad = F.when(
+        F.col("g.ad").isNotNull() & (F.size("g.ad") > i),
+        F.array(F.element_at("g.ad", 1), F.element_at("g.ad", i + 1)),
+    )
+    return (
+        g.select(
+            "variant_id", "contig", "pos", "center_id", "source_checksum", "ingest_run_id",
+            F.col("g.sample").alias("sample_id"), gt.alias("gt"),
+            F.col("g.phased").alias("phased"), F.col("g.dp").alias("dp"),
+            F.col("g.gq").alias("gq"), ad.alias("ad"),
+        )
+        .withColumn("alt_count", F.size(F.filter("gt", lambda a: a == 1)))
+        .where(F.col("alt_count") > 0)
+    )
+
+
+def link_persons(genotypes: DataFrame, samples: DataFrame) -> DataFrame:
+    s = samples.select("center_id", "sample_id", "person_id")
+    return genotypes.join(s, ["center_id", "sample_id"], "inner")
+
+
+def pending_checksums(spark: SparkSession, settings: Settings) -> list[str]:
+    q = f"""
+        SELECT DISTINCT source_checksum AS c FROM {path_ref(settings, 'bronze.vcf_variants')}
+        WHERE source_checksum NOT IN (
+            SELECT explode(input_checksums) FROM {path_ref(settings, 'ops.ingest_runs')}
+            WHERE job = '{JOB}' AND status = 'succeeded')
+    """
+    return sorted(r.c for r in spark.sql(q).collect())
+
+
+def run(spark: SparkSession, settings: Settings) -> JobResult:
+    with track_run(spark, settings, JOB, {}) as result:
+        todo = pending_checksums(spark, settings)
+        result.checksums = todo
+        result.inputs = todo
+        if not todo:
+            return result
+        bronze = read_table(spark, settings, "bronze.vcf_variants").where(
+            F.col("source_checksum").isin(todo)
+        )
+        split = split_alleles(bronze)
+        genotypes = link_persons(split_genotypes(split), read_table(spark, settings, "silver.samples"))
+        before_v = read_table(spark, settings, "silver.variants").count()
+        before_g = read_table(spark, settings, "silver.genotypes").count()
+        merge_new(spark, settings, sites(split), "silver.variants")
+        merge_new(spark, settings, genotypes, "silver.genotypes")
+        new_v = read_table(spark, settings, "silver.variants").count() - before_v
+        new_g = read_table(spark, settings, "silver.genotypes").count() - before_g
+        result.rows_read = bronze.count()
+        result.rows_accepted = result.rows_read
+        result.rows_written = new_v + new_g
+        result.details.update(new_variants=new_v, new_genotypes=new_g, sources=len(todo))
+    return result
+
+
+if __name__ == "__main__":
+    main_for(run, lambda p: None, __doc__)

@@ -1,0 +1,70 @@
+"""The table catalog: where each contract lives and how it is named in Spark SQL.
+
+Sail keeps its catalog in memory per session, so every session registers the
+``layer.table`` names itself (``ensure_tables``). Tables are external Delta tables at
+``{lake_root}/{layer}/{name}``, created empty with their declared schema and partitioning.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pyspark.sql import DataFrame, SparkSession
+
+from omicslake.settings import Settings
+from schemas import ALL_TABLES, Table, get_table
+
+log = logging.getLogger(__name__)
+
+
+def table_uri(settings: Settings, table: Table | str) -> str:
+    t = get_table(table) if isinstance(table, str) else table
+    return f"{settings.lake_root}/{t.layer}/{t.name}"
+
+
+def _exists(spark: SparkSession, settings: Settings, uri: str) -> bool:
+    if settings.is_local_storage:
+        from pathlib import Path
+
+        return (Path(uri) / "_delta_log").is_dir()
+    if settings.storage_options() or uri.startswith(("s3://", "s3a://")):
+        from deltalake import DeltaTable
+
+        return DeltaTable.is_deltatable(uri, storage_options=settings.storage_options())
+    try:
+        spark.read.format("delta").load(uri).limit(0).collect()
+        return True
+    except Exception:
+        return False
+
+
+def create_table(spark: SparkSession, settings: Settings, table: Table) -> None:
+    """Create the empty Delta table with its declared schema and partitioning."""
+    empty = spark.createDataFrame([], table.spark_schema())
+    writer = empty.write.format("delta").mode("append")
+    if table.partition_by:
+        writer = writer.partitionBy(*table.partition_by)
+    writer.save(table_uri(settings, table))
+    log.info("created %s at %s", table.full_name, table_uri(settings, table))
+
+
+def ensure_tables(
+    spark: SparkSession, settings: Settings, tables: tuple[Table, ...] = ALL_TABLES
+) -> None:
+    """Create missing tables and register every ``layer.table`` name in this session."""
+    for layer in sorted({t.layer for t in tables}):
+        spark.sql(f"CREATE SCHEMA IF NOT EXISTS {layer}")
+    for table in tables:
+        uri = table_uri(settings, table)
+        if not _exists(spark, settings, uri):
+            create_table(spark, settings, table)
+        spark.sql(f"CREATE TABLE IF NOT EXISTS {table.full_name} USING delta LOCATION '{uri}'")
+
+
+def read_table(spark: SparkSession, settings: Settings, name: str) -> DataFrame:
+    return spark.read.format("delta").load(table_uri(settings, name))
+
+
+def path_ref(settings: Settings, name: str) -> str:
+    """The SQL reference ``delta.`uri``` that every engine accepts in MERGE/DELETE/UPDATE."""
+    return f"delta.`{table_uri(settings, name)}`"

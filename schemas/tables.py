@@ -1,0 +1,235 @@
+"""Every table of the lake. Add a table here and the catalog, CLI and quality pick it up."""
+
+from __future__ import annotations
+
+from pyspark.sql import types as T
+
+from schemas.contract import (
+    BOOL,
+    DATE,
+    DOUBLE,
+    INT,
+    LONG,
+    STRING,
+    TIMESTAMP,
+    Table,
+    bronze,
+    col,
+    quarantine,
+)
+
+GENOTYPE = T.StructType(
+    [
+        T.StructField("sample", T.StringType()),
+        T.StructField("gt", T.ArrayType(T.IntegerType())),
+        T.StructField("phased", T.BooleanType()),
+        T.StructField("dp", T.IntegerType()),
+        T.StructField("gq", T.IntegerType()),
+        T.StructField("ad", T.ArrayType(T.IntegerType())),
+    ]
+)
+
+# --- ops -------------------------------------------------------------------------------------
+
+CENTERS = Table(
+    "ops",
+    "centers",
+    (
+        col("center_id", STRING, True),
+        col("name", STRING, True),
+        col("tier", STRING, True, "national | provincial | city | county"),
+        col("parent_id", STRING),
+        col("region", STRING),
+    ),
+    "The network of centers: a tree from the national center down to counties.",
+    keys=("center_id",),
+)
+
+INGEST_RUNS = Table(
+    "ops",
+    "ingest_runs",
+    (
+        col("run_id", STRING, True),
+        col("job", STRING, True),
+        col("center_id", STRING),
+        col("params_json", STRING),
+        col("input_uris", T.ArrayType(STRING)),
+        col("input_checksums", T.ArrayType(STRING)),
+        col("rows_read", LONG, True),
+        col("rows_accepted", LONG, True),
+        col("rows_quarantined", LONG, True),
+        col("rows_written", LONG, True),
+        col("status", STRING, True, "succeeded | skipped | failed"),
+        col("error", STRING),
+        col("engine", STRING),
+        col("started_at", TIMESTAMP, True),
+        col("finished_at", TIMESTAMP, True),
+        col("duration_s", DOUBLE, True),
+    ),
+    "One row per job run, with what it read, accepted, quarantined and wrote.",
+    keys=("run_id",),
+)
+
+QUALITY_RESULTS = Table(
+    "ops",
+    "quality_results",
+    (
+        col("check_run_id", STRING, True),
+        col("table_name", STRING, True),
+        col("expectation", STRING, True),
+        col("column_name", STRING),
+        col("critical", BOOL, True),
+        col("success", BOOL, True),
+        col("element_count", LONG),
+        col("unexpected_count", LONG),
+        col("details_json", STRING),
+        col("checked_at", TIMESTAMP, True),
+    ),
+    "Great Expectations results, one row per expectation per check.",
+    keys=("check_run_id", "table_name", "expectation", "column_name"),
+)
+
+AUDIT_LOG = Table(
+    "ops",
+    "audit_log",
+    (
+        col("event_id", STRING, True),
+        col("at", TIMESTAMP, True),
+        col("principal", STRING, True),
+        col("center_id", STRING),
+        col("action", STRING, True, "read | write | query | upload | ..."),
+        col("target", STRING, True),
+        col("details_json", STRING),
+    ),
+    "Every access and change: who, when, what.",
+    keys=("event_id",),
+)
+
+# --- genomics --------------------------------------------------------------------------------
+
+VCF_VARIANTS = bronze(
+    "vcf_variants",
+    (
+        col("contig", STRING, True, "normalised contig name (chr-prefixed)"),
+        col("pos", LONG, True, "1-based"),
+        col("end", LONG),
+        col("id", STRING),
+        col("ref", STRING, True),
+        col("alt", T.ArrayType(STRING)),
+        col("qual", DOUBLE),
+        col("filter", T.ArrayType(STRING)),
+        col("info_json", STRING, doc="INFO typed from the header, as JSON"),
+        col("genotypes", T.ArrayType(GENOTYPE)),
+        col("line", LONG, doc="1-based line in the source file when known"),
+        col("build", STRING),
+    ),
+    "One row per VCF record as parsed, with its genotypes.",
+    partition_by=("contig",),
+    keys=("source_checksum", "contig", "pos", "ref", "line"),
+)
+
+SAMPLES = Table(
+    "silver",
+    "samples",
+    (
+        col("sample_id", STRING, True, "sample name as in the VCF"),
+        col("person_id", STRING, True, "keyed pseudonym"),
+        col("center_id", STRING, True),
+        col("specimen", STRING),
+        col("assay", STRING),
+        col("build", STRING),
+        col("source_checksum", STRING),
+        col("updated_at", TIMESTAMP),
+    ),
+    "Samples from the centers' manifests, linked to a person.",
+    keys=("center_id", "sample_id"),
+)
+
+VARIANTS = Table(
+    "silver",
+    "variants",
+    (
+        col("variant_id", STRING, True, "build:contig:pos:ref:alt"),
+        col("build", STRING, True),
+        col("contig", STRING, True),
+        col("pos", LONG, True),
+        col("ref", STRING, True),
+        col("alt", STRING, True),
+        col("rsid", STRING),
+        col("first_seen_run_id", STRING),
+    ),
+    "One row per normalised biallelic site.",
+    partition_by=("contig",),
+    keys=("variant_id",),
+)
+
+GENOTYPES = Table(
+    "silver",
+    "genotypes",
+    (
+        col("variant_id", STRING, True),
+        col("person_id", STRING, True),
+        col("sample_id", STRING, True),
+        col("center_id", STRING, True),
+        col("contig", STRING, True),
+        col("pos", LONG, True),
+        col("gt", T.ArrayType(INT)),
+        col("phased", BOOL),
+        col("alt_count", INT, True),
+        col("dp", INT),
+        col("gq", INT),
+        col("ad", T.ArrayType(INT)),
+        col("source_checksum", STRING, True),
+        col("ingest_run_id", STRING, True),
+    ),
+    "One row per sample x variant for non-reference calls.",
+    partition_by=("contig",),
+    keys=("variant_id", "center_id", "sample_id"),
+)
+
+# --- gold ------------------------------------------------------------------------------------
+
+COHORT_DEFINITIONS = Table(
+    "gold",
+    "cohort_definitions",
+    (
+        col("cohort_definition_id", LONG, True),
+        col("name", STRING, True),
+        col("description", STRING),
+        col("criteria_sql", STRING, True),
+    ),
+    "What each published cohort means.",
+    keys=("cohort_definition_id",),
+)
+
+COHORT = Table(
+    "gold",
+    "cohort",
+    (
+        col("cohort_definition_id", LONG, True),
+        col("subject_id", STRING, True, "person_id"),
+        col("cohort_start_date", DATE, True),
+        col("cohort_end_date", DATE),
+    ),
+    "OMOP-style cohort membership.",
+    partition_by=("cohort_definition_id",),
+    keys=("cohort_definition_id", "subject_id"),
+)
+
+# --- quarantine ------------------------------------------------------------------------------
+
+QUARANTINE_VCF = quarantine("vcf", "VCF/BCF records and manifests that could not be accepted.")
+
+ALL_TABLES: tuple[Table, ...] = (
+    CENTERS,
+    INGEST_RUNS,
+    QUALITY_RESULTS,
+    AUDIT_LOG,
+    VCF_VARIANTS,
+    SAMPLES,
+    VARIANTS,
+    GENOTYPES,
+    COHORT_DEFINITIONS,
+    COHORT,
+    QUARANTINE_VCF,
+)
