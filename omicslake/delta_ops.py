@@ -27,6 +27,12 @@ class TableInfo:
     partition_by: list[str]
 
 
+def _iso(ms) -> str | None:
+    from datetime import UTC, datetime
+
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+
+
 class DeltaRsAdapter:
     """Maintenance through delta-rs: no engine needed, reads the log directly."""
 
@@ -41,8 +47,10 @@ class DeltaRsAdapter:
 
     def info(self, name: str) -> TableInfo:
         dt = self._table(name)
-        actions = dt.get_add_actions(flatten=True)
+        import pyarrow as pa
         import pyarrow.compute as pc
+
+        actions = pa.table(dt.get_add_actions(flatten=True))  # arro3 -> pyarrow
 
         num = actions.column("num_records")
         rows = int(pc.sum(num).as_py() or 0) if len(actions) else 0
@@ -54,7 +62,7 @@ class DeltaRsAdapter:
         return [
             {
                 "version": h.get("version"),
-                "timestamp": h.get("timestamp"),
+                "timestamp": _iso(h.get("timestamp")),
                 "operation": h.get("operation"),
                 "parameters": json.dumps(h.get("operationParameters") or {}, sort_keys=True),
                 "metrics": json.dumps(h.get("operationMetrics") or {}, sort_keys=True),

@@ -80,6 +80,11 @@ def record_run(spark: SparkSession, settings: Settings, result: JobResult,
     }
     df = spark.createDataFrame([row], get_table("ops.ingest_runs").spark_schema())
     append(df, settings, "ops.ingest_runs")
+    from omicslake.audit import audit
+
+    audit(spark, settings, "job", result.job,
+          {"run_id": result.run_id, "status": result.status, "rows_written": result.rows_written,
+           "inputs": result.inputs}, result.center_id)
 
 
 @contextmanager

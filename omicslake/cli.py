@@ -1,0 +1,289 @@
+"""The ``omicslake`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from contextlib import contextmanager
+
+import click
+
+from omicslake.errors import OmicslakeError
+from omicslake.settings import load_settings
+
+SETTINGS_HELP = """
+\b
+Settings (environment variables):
+  OMICSLAKE_HOME    storage root: a folder or s3://bucket/prefix, hdfs://nn/path
+                    (default ./.omicslake); tables live under HOME/lake
+  OMICSLAKE_ENGINE  local (embedded Sail, default) | remote | classic (JVM Spark + delta-spark)
+  SPARK_REMOTE      sc://host:port, for OMICSLAKE_ENGINE=remote
+"""
+
+
+def _err(msg: str) -> None:
+    click.secho(f"error: {msg}", fg="red", err=True)
+
+
+@contextmanager
+def _status(text: str):
+    """Progress on stderr so stdout stays clean for --json and pipes."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if console.is_terminal:
+        with console.status(text):
+            yield
+    else:
+        click.echo(f"... {text}", err=True)
+        yield
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OmicslakeError as exc:
+            _err(str(exc))
+            sys.exit(2)
+
+
+@click.group(cls=_Group, epilog=SETTINGS_HELP)
+@click.option("-v", "--verbose", is_flag=True, help="Log engine and job details.")
+@click.version_option(package_name="omicslake")
+def main(verbose: bool) -> None:
+    """omicslake: omics data lake of genomics, imaging and clinical feeds on Delta Lake.
+
+    Query every table in Spark SQL as layer.table (bronze, silver, gold, quarantine, ops).
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("RUST_LOG", "info" if verbose else "warn")
+
+
+def _spark(settings):
+    from omicslake.session import get_spark
+
+    with _status(f"starting the {settings.engine} engine"):
+        return get_spark(settings)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per table.")
+def tables(as_json: bool) -> None:
+    """List every table: layer, row count, Delta version and location.
+
+    The location works in any Spark SQL client as delta.`LOCATION`.
+    """
+    from omicslake.delta_ops import adapter
+    from schemas import ALL_TABLES
+
+    settings = load_settings()
+    spark = None
+    if settings.engine != "local":
+        spark = _spark(settings)
+    else:  # make sure every table exists; delta-rs then reads the logs without an engine
+        from omicslake.catalog import _exists, table_uri
+
+        if not all(_exists(None, settings, table_uri(settings, t)) for t in ALL_TABLES):
+            spark = _spark(settings)
+    ad = adapter(settings, spark)
+    infos = [ad.info(t.full_name) for t in ALL_TABLES]
+    if as_json:
+        for i in infos:
+            click.echo(json.dumps(i.__dict__))
+        return
+    from rich.console import Console
+    from rich.table import Table as RTable
+
+    t = RTable(title=f"omicslake tables ({settings.lake_root})")
+    for c in ("table", "layer", "rows", "version", "files", "partitioned by", "location"):
+        t.add_column(c, justify="right" if c in ("rows", "version", "files") else "left")
+    for i in infos:
+        t.add_row(i.name, i.layer, str(i.rows), str(i.version), str(i.files),
+                  ",".join(i.partition_by), i.location)
+    Console(width=200).print(t)
+
+
+@main.command()
+@click.argument("query")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per row.")
+@click.option("--limit", default=1000, show_default=True, help="Most rows to print.")
+def sql(query: str, as_json: bool, limit: int) -> None:
+    """Run a Spark SQL QUERY over the lake's tables (layer.table names).
+
+    \b
+    Example:
+      omicslake sql "SELECT contig, count(*) FROM silver.variants GROUP BY contig"
+    """
+    from omicslake.audit import audit
+
+    settings = load_settings()
+    spark = _spark(settings)
+    try:
+        df = spark.sql(query)
+        rows = df.limit(limit).collect()
+    except Exception as exc:
+        raise OmicslakeError(f"query failed: {str(exc).splitlines()[0]}") from exc
+    audit(spark, settings, "query", "sql", {"query": query, "rows": len(rows)})
+    if as_json:
+        for r in rows:
+            click.echo(json.dumps(r.asDict(recursive=True), default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table as RTable
+
+    t = RTable()
+    for name in df.columns:
+        t.add_column(name)
+    for r in rows:
+        t.add_row(*["" if v is None else str(v) for v in r])
+    Console(width=200).print(t)
+    click.echo(f"{len(rows)} row(s)", err=True)
+
+
+@main.command()
+@click.argument("table")
+@click.option("--limit", type=int, help="Most recent versions only.")
+@click.option("--json", "as_json", is_flag=True)
+def history(table: str, limit: int | None, as_json: bool) -> None:
+    """Show the Delta history of TABLE (layer.table): version, time, operation, metrics."""
+    from omicslake.delta_ops import adapter
+    from schemas import get_table
+
+    try:
+        get_table(table)
+    except KeyError as exc:
+        raise OmicslakeError(str(exc.args[0])) from None
+    settings = load_settings()
+    ad = adapter(settings, None if settings.engine == "local" else _spark(settings))
+    entries = ad.history(table, limit)
+    for h in entries:
+        if as_json:
+            click.echo(json.dumps(h, default=str))
+        else:
+            click.echo(f"v{h['version']:<4} {h['timestamp']}  {h['operation']:<14} {h['metrics']}")
+
+
+@main.command()
+@click.option("--port", default=50051, show_default=True, help="TCP port (0 = any free port).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+def serve(port: int, host: str) -> None:
+    """Serve the lake over Spark Connect for bioinformaticians.
+
+    \b
+    Clients get the layer.table names with:
+      import omicslake; spark = omicslake.connect("sc://HOST:PORT")
+    (same OMICSLAKE_HOME), or read any table by path: delta.`<location>`.
+    """
+    from omicslake.session import start_local_server
+
+    settings = load_settings()
+    with _status("starting Spark Connect server"):
+        server, (h, p) = start_local_server(port=port, ip=host)
+        from omicslake import connect
+
+        connect(f"sc://{h}:{p}", settings.home)  # creates missing tables once
+    click.echo(f"omicslake serving {settings.lake_root} at sc://{h}:{p}", err=False)
+    click.echo(f'connect with: python -c \'import omicslake; s = omicslake.connect("sc://{h}:{p}")\'',
+               err=True)
+    sys.stdout.flush()
+    stop = {"flag": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
+    try:
+        while not stop["flag"]:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    server.stop()
+
+
+@main.command()
+@click.option("--samples", default=8, show_default=True, help="Samples per center.")
+@click.option("--sites", default=300, show_default=True, help="Sites per VCF.")
+def demo(samples: int, sites: int) -> None:
+    """Run the whole pipeline on generated data for a four-tier network of centers.
+
+    Generates VCFs and sample manifests for four centers (provincial, city and county tiers
+    under the national center), runs the omicslake_genomics Airflow DAG with dag.test()
+    (centers, ingest, silver, quality, cohorts) and prints the table row counts. Running it
+    again ingests nothing twice.
+    """
+    from omicslake.demo import run_demo
+
+    settings = load_settings()
+    summary = run_demo(settings, echo=lambda m: click.echo(m, err=True), samples=samples, sites=sites)
+    click.echo(f"\ndemo finished in {summary['seconds']} s; lake at {settings.lake_root}")
+    for name, n in summary["tables"].items():
+        click.echo(f"  {name:<28} {n:>8} rows")
+    click.echo('\ntry: omicslake sql "SELECT * FROM gold.cohort LIMIT 5"')
+
+
+@main.command()
+@click.argument("tables", nargs=-1)
+def quality(tables: tuple[str, ...]) -> None:
+    """Run the Great Expectations suites on TABLES (all tables if none given)."""
+    from quality.checks import check_tables
+    from schemas import ALL_TABLES
+
+    settings = load_settings()
+    spark = _spark(settings)
+    names = list(tables) or [t.full_name for t in ALL_TABLES]
+    with _status(f"validating {len(names)} table(s)"):
+        summary = check_tables(spark, settings, names)
+    click.echo(json.dumps(summary))
+
+
+@main.command()
+@click.argument("table")
+@click.option("--vacuum", "vacuum_hours", type=int, help="Remove unreferenced files older than N hours.")
+@click.option("--dry-run/--no-dry-run", default=True, show_default=True, help="Vacuum: only list files.")
+@click.option("--optimize", is_flag=True, help="Compact small files.")
+@click.option("--zorder", help="Comma-separated columns to Z-order by while optimizing.")
+@click.option("--checkpoint", is_flag=True, help="Write a Delta checkpoint.")
+def maintain(table: str, vacuum_hours: int | None, dry_run: bool, optimize: bool,
+             zorder: str | None, checkpoint: bool) -> None:
+    """Maintain TABLE: optimize/compact, vacuum and checkpoint (delta-rs on local)."""
+    from omicslake.delta_ops import adapter
+
+    settings = load_settings()
+    ad = adapter(settings, None if settings.engine == "local" else _spark(settings))
+    if optimize or zorder:
+        click.echo(json.dumps(ad.optimize(table, zorder.split(",") if zorder else None), default=str))
+    if vacuum_hours is not None:
+        files = ad.vacuum(table, vacuum_hours, dry_run)
+        click.echo(f"{'would remove' if dry_run else 'removed'} {len(files)} file(s)")
+    if checkpoint:
+        ad.checkpoint(table)
+        click.echo("checkpoint written")
+
+
+@main.group()
+def ingest() -> None:
+    """Ingest center uploads into bronze (and silver where the step is cheap)."""
+
+
+@ingest.command("vcf")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--center", "center_id", required=True, help="Sending center id.")
+@click.option("--manifest", required=True, help="Sample manifest (CSV/TSV) for these VCFs.")
+@click.option("--build", help="Reference build if the header does not say (GRCh37/GRCh38).")
+def ingest_vcf_cmd(paths, center_id, manifest, build) -> None:
+    """Ingest VCF files (plain or bgzipped) and clean them into silver."""
+    from jobs import clean_variants, ingest_vcf
+
+    settings = load_settings()
+    spark = _spark(settings)
+    with _status(f"ingesting {len(paths)} path(s)"):
+        result = ingest_vcf.run(spark, settings, list(paths), center_id, manifest, build)
+    click.echo(result.summary())
+    with _status("cleaning into silver"):
+        click.echo(clean_variants.run(spark, settings).summary())
+
+
+if __name__ == "__main__":
+    main()
