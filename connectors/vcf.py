@@ -79,6 +79,8 @@ def read_header(path: str, build: str | None = None) -> VcfHeader:
             formats = {k: FieldDef(str(v.number), v.type) for k, v in hdr.formats.items()}
             meta = [str(r).rstrip("\n") for r in hdr.records]
     except (ValueError, OSError) as exc:
+        if "truncated" in str(exc).lower() or "EOF" in str(exc):
+            raise InputError(f"{path}: truncated or corrupt compressed file ({exc})") from exc
         raise InputError(f"{path}: not a readable VCF/BCF with a valid header ({exc})") from exc
     n_header = 0
     with open_text(path) as fh:

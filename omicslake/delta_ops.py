@@ -13,6 +13,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from omicslake.catalog import table_uri
+from omicslake.errors import OmicslakeError
 from omicslake.settings import Settings
 
 
@@ -41,9 +42,16 @@ class DeltaRsAdapter:
 
     def _table(self, name: str):
         from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
 
-        return DeltaTable(table_uri(self.settings, name),
-                          storage_options=self.settings.storage_options() or None)
+        uri = table_uri(self.settings, name)
+        try:
+            return DeltaTable(uri, storage_options=self.settings.storage_options() or None)
+        except TableNotFoundError:
+            raise OmicslakeError(
+                f"{name}: no Delta table at {uri} yet; check OMICSLAKE_HOME, or create the "
+                "tables with `omicslake tables` / `omicslake demo`"
+            ) from None
 
     def info(self, name: str) -> TableInfo:
         dt = self._table(name)
