@@ -187,7 +187,7 @@ def serve(port: int, host: str) -> None:
         server, (h, p) = start_local_server(port=port, ip=host)
         from omicslake import connect
 
-        connect(f"sc://{h}:{p}", settings.home)  # creates missing tables once
+        own = connect(f"sc://{h}:{p}", settings.home)  # creates missing tables once
     click.echo(f"omicslake serving {settings.lake_root} at sc://{h}:{p}", err=False)
     click.echo(f'connect with: python -c \'import omicslake; s = omicslake.connect("sc://{h}:{p}")\'',
                err=True)
@@ -199,6 +199,7 @@ def serve(port: int, host: str) -> None:
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
+    own.stop()  # before the server: a client left open retries its exit hook against a dead port
     server.stop()
 
 

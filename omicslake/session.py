@@ -5,8 +5,10 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import socket
 import threading
 from pathlib import Path
+from urllib.parse import urlparse
 
 from pyspark.sql import SparkSession
 
@@ -92,12 +94,26 @@ def classic_session(settings: Settings, require_delta: bool = True) -> SparkSess
         raise EngineError(f"could not start JVM Spark ({settings.spark_master}): {exc}") from exc
 
 
+def _probe(url: str, timeout: float = 5.0) -> None:
+    """Fail fast: the Connect client otherwise retries an unreachable endpoint for minutes."""
+    parsed = urlparse(url.replace("sc://", "http://", 1))
+    host, port = parsed.hostname or "localhost", parsed.port or 15002
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise EngineError(
+            f"cannot reach Spark Connect at SPARK_REMOTE={url} ({host}:{port}: {exc.strerror or exc}); "
+            "start the server (for example `omicslake serve --port N`) or fix SPARK_REMOTE"
+        ) from exc
+
+
 def get_spark(settings: Settings, register: bool = True) -> SparkSession:
     """Return a session for the configured engine, with every ``layer.table`` registered."""
     if settings.engine == "local":
         _, (_, port) = start_local_server()
         spark = SparkSession.builder.remote(f"sc://127.0.0.1:{port}").getOrCreate()
     elif settings.engine == "remote":
+        _probe(settings.spark_remote)
         try:
             spark = SparkSession.builder.remote(settings.spark_remote).getOrCreate()
             spark.sql("SELECT 1").collect()

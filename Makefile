@@ -1,0 +1,49 @@
+# Two commands set up a fresh machine: `make demo` and `make test`.
+# Each first builds .venv from uv.lock (installing uv with pip if missing) and the
+# Debian tools the genomics checks compare against (bcftools, samtools, tabix).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+VENV := .venv
+BIN := $(VENV)/bin
+APT_TOOLS := bcftools samtools tabix
+
+.PHONY: help install tools uv venv demo test test-local test-classic lint bench clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+tools:  ## Debian packages the tests compare against (bcftools, samtools, tabix)
+	@missing=""; for t in bcftools samtools tabix; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_TOOLS); \
+	fi
+
+uv:
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv \
+	  || $(PYTHON) -m pip install --quiet --break-system-packages uv
+
+venv: uv  ## create .venv from uv.lock (frozen: the lock is the truth)
+	$(UV) sync --frozen --python $(PYTHON)
+
+install: tools venv
+
+demo: install  ## run the whole pipeline on generated data for a four-tier network
+	$(BIN)/omicslake demo
+
+test: install lint test-local test-classic  ## ruff + all tests on Sail, then the transform matrix on JVM Spark
+
+lint:
+	$(BIN)/ruff check .
+
+test-local:
+	$(BIN)/pytest -q
+
+test-classic:
+	OMICSLAKE_TEST_ENGINE=classic $(BIN)/pytest -q -m engine_matrix
+
+clean:
+	rm -rf $(VENV) .omicslake .pytest_cache .ruff_cache
