@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ def prepare_airflow(settings: Settings, quiet: bool = True) -> Path:
     """Point Airflow at our home and migrate its metadata DB once per Airflow version."""
     env = airflow_env(settings)
     os.environ.update(env)
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     home = settings.airflow_home
     home.mkdir(parents=True, exist_ok=True)
     from importlib.metadata import version

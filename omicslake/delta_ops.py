@@ -1,12 +1,14 @@
 """History, vacuum, optimize and checkpoints behind one adapter.
 
 Sail cannot run ``DESCRIBE HISTORY``, ``VACUUM`` or ``OPTIMIZE``, so on the ``local`` profile
-delta-rs does them; on ``remote``/``classic`` (Spark with delta-spark) they are SQL.
+delta-rs does them, and on a ``remote`` endpoint that turns out to be Sail too; on Spark with
+delta-spark (``remote`` or ``classic``) they are SQL.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +17,8 @@ from pyspark.sql import SparkSession
 from omicslake.catalog import table_uri
 from omicslake.errors import OmicslakeError
 from omicslake.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -142,9 +146,23 @@ class SqlAdapter:
         DeltaRsAdapter(self.settings).checkpoint(name)
 
 
+def speaks_delta_sql(spark: SparkSession, settings: Settings) -> bool:
+    """True when the engine runs Delta's utility SQL; a remote Sail server does not."""
+    try:
+        spark.sql(f"DESCRIBE HISTORY delta.`{table_uri(settings, 'ops.centers')}` LIMIT 1").collect()
+        return True
+    except Exception as exc:  # the parser or analyzer rejects the statement
+        log.info("engine does not run DESCRIBE HISTORY (%s); maintenance uses delta-rs",
+                 str(exc).splitlines()[0][:200])
+        return False
+
+
 def adapter(settings: Settings, spark: SparkSession | None = None):
+    """delta-rs on ``local`` and on engines without Delta utility SQL (Sail); SQL otherwise."""
     if settings.engine == "local":
         return DeltaRsAdapter(settings)
     if spark is None:
         raise ValueError("the SQL maintenance adapter needs a SparkSession")
+    if not speaks_delta_sql(spark, settings):
+        return DeltaRsAdapter(settings)
     return SqlAdapter(settings, spark)

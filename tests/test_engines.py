@@ -31,3 +31,45 @@ def test_unreachable_remote_is_a_clear_error(tmp_path):
                        "SPARK_REMOTE": "sc://127.0.0.1:1"})
     with pytest.raises(EngineError, match="cannot reach Spark Connect at SPARK_REMOTE=sc://127.0.0.1:1"):
         get_spark(s)
+
+
+def test_remote_profile_against_a_standalone_sail_server(tmp_path):
+    """OMICSLAKE_ENGINE=remote on a separate `sail spark server` process, as infra/ starts it."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    if os.environ.get("OMICSLAKE_TEST_ENGINE", "local") != "local":
+        pytest.skip("runs with the local suite")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sail = Path(sys.executable).parent / "sail"
+    server = subprocess.Popen([str(sail), "spark", "server", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        env = {**os.environ, "OMICSLAKE_HOME": str(tmp_path), "OMICSLAKE_ENGINE": "remote",
+               "SPARK_REMOTE": f"sc://127.0.0.1:{port}"}
+        run = [sys.executable, "-m", "omicslake.cli"]
+        subprocess.run([*run, "sql", "INSERT INTO ops.centers VALUES "
+                        "('NAT', 'National', 'national', NULL, 'all')"],
+                       env=env, check=True, capture_output=True, timeout=120)
+        out = subprocess.run([*run, "tables", "--json"], env=env, capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        rows = {d["name"]: d["rows"] for d in map(json.loads, out.stdout.splitlines())}
+        assert rows["ops.centers"] == 1 and rows["silver.variants"] == 0
+        assert (tmp_path / "lake" / "ops" / "centers" / "_delta_log").is_dir()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
