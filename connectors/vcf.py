@@ -63,13 +63,9 @@ def read_header(path: str, build: str | None = None) -> VcfHeader:
 
     if not Path(path).is_file():
         raise InputError(f"{path}: no such file")
-    with open(path, "rb") as fh:
-        magic = fh.read(4)
-    if magic == b"BCF\x02" or _is_bgzf_bcf(path):
-        raise InputError(
-            f"{path}: BCF is not read yet; convert it with `bcftools view -Oz -o out.vcf.gz` "
-            "and ingest that"
-        )
+    from connectors.vcf_chunks import file_format
+
+    fmt = file_format(path)
     try:
         with pysam.VariantFile(path) as vf:
             hdr = vf.header
@@ -83,23 +79,16 @@ def read_header(path: str, build: str | None = None) -> VcfHeader:
             raise InputError(f"{path}: truncated or corrupt compressed file ({exc})") from exc
         raise InputError(f"{path}: not a readable VCF/BCF with a valid header ({exc})") from exc
     n_header = 0
-    with open_text(path) as fh:
-        for line in fh:
-            if not line.startswith("#"):
-                break
-            n_header += 1
+    if fmt != "bcf":
+        with open_text(path) as fh:
+            for line in fh:
+                if not line.startswith("#"):
+                    break
+                n_header += 1
     return VcfHeader(
         path=str(path), samples=samples, contigs=contigs, info=info, formats=formats,
         build=build or guess_build(meta, contigs), header_lines=n_header, meta=meta,
     )
-
-
-def _is_bgzf_bcf(path: str) -> bool:
-    try:
-        with gzip.open(path, "rb") as fh:
-            return fh.read(3) == b"BCF"
-    except OSError:
-        return False
 
 
 def _convert(value: str, ftype: str):
@@ -178,7 +167,12 @@ def parse_record(line: str, header: VcfHeader) -> dict:
     genotypes = None
     if header.samples:
         keys = cols[8].split(":")
-        genotypes = [parse_genotype(s, keys, t) for s, t in zip(header.samples, cols[9:], strict=True)]
+        genotypes = []
+        for s, t in zip(header.samples, cols[9:], strict=True):
+            try:
+                genotypes.append(parse_genotype(s, keys, t))
+            except ValueError as exc:
+                raise ValueError(f"sample {s}: bad genotype {t!r} for FORMAT {cols[8]} ({exc})") from None
         n_alleles = 1 + len(alts)
         for g in genotypes:
             if any(a >= n_alleles for a in g["gt"]):

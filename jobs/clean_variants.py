@@ -45,9 +45,10 @@ def sites(split: DataFrame) -> DataFrame:
 
 def split_genotypes(split: DataFrame) -> DataFrame:
     """Per-sample calls for each split ALT, recoded to 0/1 alleles; non-reference calls only."""
+    carriers = F.filter("genotypes", lambda c: F.exists(c["gt"], lambda a: a > 0))
     g = split.select(
         "variant_id", "contig", "pos", "alt_index", "center_id", "source_checksum",
-        "ingest_run_id", F.explode("genotypes").alias("g"),
+        "ingest_run_id", F.explode(carriers).alias("g"),
     )
     i = F.col("alt_index")
     # Sail cannot read an outer column inside a lambda, so the ALT index rides along per element.

@@ -1,21 +1,29 @@
-"""Ingest VCF files into ``bronze.vcf_variants``, quarantine bad lines, upsert samples.
+"""Ingest VCF/BCF files into ``bronze.vcf_variants``, quarantine bad records, upsert samples.
 
-Each input is identified by its sha256; an input whose checksum already has rows in bronze is
-skipped, so re-running the same files changes nothing. Records are parsed inside Spark tasks
-(``mapInArrow``), one task per file here; the driver reads only headers and manifests.
+Each input is identified by its sha256; an input whose checksum already landed is skipped, so
+re-running the same files changes nothing. A file is split into chunks (genomic regions when
+it is indexed, byte ranges when it is plain text, see ``connectors.vcf_chunks``) and each chunk
+is read and parsed by one Spark task (``mapInArrow``); the driver reads only headers and
+manifests. Each file is one atomic bronze commit: a file that turns out truncated or corrupt
+part-way commits nothing, and the other files still land.
+
+Rejected records are written by the tasks to a staging folder next to the lake, and moved to
+``quarantine.vcf`` after the bronze commit, so each file is parsed once.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from datetime import UTC, datetime
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from connectors.manifest import check_samples, read_manifest
-from connectors.vcf import iter_records, read_header
+from connectors.vcf import VcfHeader, read_header
+from connectors.vcf_chunks import Chunk, locate_lines, plan_chunks, read_chunk
 from jobs.common import expand_inputs, main_for
 from omicslake.checksums import sha256_file
 from omicslake.errors import InputError
@@ -26,58 +34,132 @@ from omicslake.writes import append, count_where, landed_checksums, merge_new
 from schemas import get_table
 
 JOB = "ingest_vcf"
-VCF_SUFFIXES = (".vcf", ".vcf.gz", ".vcf.bgz")
-TASK_SCHEMA = "path string, checksum string, header_json string, center_id string, run_id string"
-BATCH_ROWS = 2048
+VCF_SUFFIXES = (".vcf", ".vcf.gz", ".vcf.bgz", ".bcf")
+TASK_SCHEMA = ("path string, checksum string, header_json string, center_id string, run_id string, "
+               "chunk_id int, chunk_json string, staging string")
+BLOCK_BYTES = 8 << 20
 
 
-def _parse_schema():
-    from pyspark.sql import types as T
-
-    bronze = get_table("bronze.vcf_variants").spark_schema()
-    return T.StructType(
-        [*bronze.fields, T.StructField("_error", T.StringType()), T.StructField("_raw", T.StringType())]
-    )
+def bronze_arrow_schema() -> pa.Schema:
+    return to_arrow_schema(get_table("bronze.vcf_variants").spark_schema(), timezone="UTC")
 
 
-def parse_files(batches):
-    """mapInArrow body: (path, header) rows in, parsed bronze rows (or rejections) out."""
-    from connectors.vcf import VcfHeader
+def quarantine_arrow_schema() -> pa.Schema:
+    return to_arrow_schema(get_table("quarantine.vcf").spark_schema(), timezone="UTC")
 
-    schema = to_arrow_schema(_parse_schema(), timezone="UTC")
+
+def staging_root(settings: Settings) -> str:
+    return f"{settings.lake_root}/_staging/vcf"
+
+
+def _fs(uri: str):
+    from pyarrow import fs
+
+    return fs.FileSystem.from_uri(uri)
+
+
+def _blocks(path: str, chunk: Chunk, header_lines: int):
+    lines, numbers, size = [], [], 0
+    for lineno, line in read_chunk(path, chunk, header_lines):
+        lines.append(line)
+        numbers.append(lineno)
+        size += len(line)
+        if size >= BLOCK_BYTES:
+            yield lines, numbers
+            lines, numbers, size = [], [], 0
+    if lines:
+        yield lines, numbers
+
+
+def parse_chunks(batches):
+    """mapInArrow body: one chunk per row in, bronze rows out; rejects go to staging."""
+    import json
+
+    from connectors.vcf_arrow import parse_lines
+
+    schema = bronze_arrow_schema()
+    qschema = quarantine_arrow_schema()
+    gtype = schema.field("genotypes").type
     now = datetime.now(UTC)
     for batch in batches:
         for task in batch.to_pylist():
             header = VcfHeader.from_json(task["header_json"])
-            rows = []
-            for lineno, raw, rec, err in iter_records(task["path"], header):
-                row = rec or {}
-                row.update(
-                    line=lineno, build=header.build, center_id=task["center_id"],
-                    source_uri=task["path"], source_checksum=task["checksum"],
-                    ingest_run_id=task["run_id"], ingested_at=now, _error=err,
-                    _raw=raw.rstrip("\n") if err else None,
+            chunk = Chunk(**json.loads(task["chunk_json"]))
+            rejected = []
+            for lines, numbers in _blocks(task["path"], chunk, header.header_lines):
+                cols, kept, rej = parse_lines(lines, numbers, header, gtype)
+                rejected += rej
+                n = len(kept)
+                if not n:
+                    continue
+                cols.update(
+                    line=pa.array([numbers[i] for i in kept], pa.int64()),
+                    build=pa.array([header.build] * n, pa.string()),
+                    center_id=pa.array([task["center_id"]] * n, pa.string()),
+                    source_uri=pa.array([task["path"]] * n, pa.string()),
+                    source_checksum=pa.array([task["checksum"]] * n, pa.string()),
+                    ingest_run_id=pa.array([task["run_id"]] * n, pa.string()),
+                    ingested_at=pa.array([now] * n, pa.timestamp("us", tz="UTC")),
                 )
-                rows.append(row)
-                if len(rows) >= BATCH_ROWS:
-                    yield pa.RecordBatch.from_pylist(rows, schema=schema)
-                    rows = []
-            if rows:
-                yield pa.RecordBatch.from_pylist(rows, schema=schema)
+                yield pa.RecordBatch.from_arrays([cols[f.name] for f in schema], schema=schema)
+            if rejected:
+                _stage_rejects(task, rejected, qschema, now)
+
+
+def _stage_rejects(task: dict, rejected: list, qschema: pa.Schema, now: datetime) -> None:
+    import pyarrow.parquet as pq
+
+    unknown = {r.raw for r in rejected if r.line is None}
+    lines = locate_lines(task["path"], unknown) if unknown else {}
+    rows = []
+    for r in rejected:
+        line = r.line if r.line is not None else lines.get(r.raw)
+        rows.append({
+            "center_id": task["center_id"], "source_uri": task["path"],
+            "source_checksum": task["checksum"],
+            "location": f"line {line}" if line else "record " + "\t".join(r.raw.split("\t")[:2]),
+            "line": line, "reason": r.reason, "raw": r.raw, "ingest_run_id": task["run_id"],
+            "quarantined_at": now,
+        })
+    fs, root = _fs(task["staging"])
+    folder = f"{root}/{task['checksum']}"
+    fs.create_dir(folder, recursive=True)
+    tmp = f"{folder}/.chunk-{task['chunk_id']:05d}.parquet.tmp"
+    pq.write_table(pa.Table.from_pylist(rows, schema=qschema), tmp, filesystem=fs)
+    fs.move(tmp, f"{folder}/chunk-{task['chunk_id']:05d}.parquet")  # a retried task replaces it
+
+
+def staged_rejects(settings: Settings, checksum: str) -> pa.Table | None:
+    import pyarrow.parquet as pq
+    from pyarrow import fs as pafs
+
+    fs, root = _fs(staging_root(settings))
+    folder = f"{root}/{checksum}"
+    infos = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+    files = sorted(i.path for i in infos if i.path.endswith(".parquet"))
+    if not files:
+        return None
+    return pa.concat_tables([pq.read_table(f, filesystem=fs) for f in files])
+
+
+def clear_staging(settings: Settings, checksum: str) -> None:
+    from pyarrow import fs as pafs
+
+    fs, root = _fs(staging_root(settings))
+    if fs.get_file_info(f"{root}/{checksum}").type != pafs.FileType.NotFound:
+        fs.delete_dir(f"{root}/{checksum}")
 
 
 def parsed_records(spark: SparkSession, tasks: list[dict]) -> DataFrame:
-    plan = spark.createDataFrame(tasks, TASK_SCHEMA).repartition(max(1, len(tasks)))
-    return plan.mapInArrow(parse_files, _parse_schema())
+    plan = spark.createDataFrame(tasks, TASK_SCHEMA).repartition(max(1, len(tasks)), "chunk_id")
+    return plan.mapInArrow(parse_chunks, get_table("bronze.vcf_variants").spark_schema())
 
 
-def rejected_to_quarantine(parsed: DataFrame) -> DataFrame:
-    return parsed.where(F.col("_error").isNotNull()).select(
-        "center_id", "source_uri", "source_checksum",
-        F.concat(F.lit("line "), F.col("line").cast("string")).alias("location"),
-        "line", F.col("_error").alias("reason"), F.col("_raw").alias("raw"),
-        "ingest_run_id", F.col("ingested_at").alias("quarantined_at"),
-    )
+def _task_error(path: str, exc: Exception) -> InputError:
+    """The task's own message (file and reason), not the engine's stack of wrappers."""
+    text = str(exc)
+    m = re.search(r"InputError: ([^\n]+)", text)
+    return InputError(m.group(1) if m else f"{path}: could not be parsed ({text.splitlines()[0][:300]})")
 
 
 def upsert_samples(spark: SparkSession, settings: Settings, manifest_path: str, center_id: str,
@@ -102,12 +184,47 @@ def upsert_samples(spark: SparkSession, settings: Settings, manifest_path: str, 
     return len(rows)
 
 
+def commit_rejects(spark: SparkSession, settings: Settings, checksum: str) -> int:
+    """Move staged rejects of one input into quarantine (once), then clear the staging."""
+    staged = staged_rejects(settings, checksum)
+    if staged is not None and not landed_checksums(spark, settings, "quarantine.vcf", [checksum]):
+        append(spark.createDataFrame(staged), settings, "quarantine.vcf")
+    clear_staging(settings, checksum)
+    return 0 if staged is None else staged.num_rows
+
+
+def ingest_file(spark: SparkSession, settings: Settings, result: JobResult, path: str, checksum: str,
+                header: VcfHeader, center_id: str) -> None:
+    target = 4 * (os.cpu_count() or 2)
+    chunks = plan_chunks(path, header.contigs, target)
+    clear_staging(settings, checksum)
+    tasks = [{"path": path, "checksum": checksum, "header_json": header.to_json(), "center_id": center_id,
+              "run_id": result.run_id, "chunk_id": i, "chunk_json": _json(c.to_dict()),
+              "staging": staging_root(settings)} for i, c in enumerate(chunks)]
+    try:
+        append(parsed_records(spark, tasks), settings, "bronze.vcf_variants")
+    except InputError:
+        clear_staging(settings, checksum)
+        raise
+    except Exception as exc:
+        clear_staging(settings, checksum)
+        raise _task_error(path, exc) from exc
+    commit_rejects(spark, settings, checksum)
+    result.details.setdefault("chunks", {})[path] = len(chunks)
+
+
+def _json(d: dict) -> str:
+    import json
+
+    return json.dumps(d)
+
+
 def run(spark: SparkSession, settings: Settings, paths: list[str], center_id: str,
         manifest: str | None = None, build: str | None = None) -> JobResult:
-    """Ingest VCFs of one center; returns counts (read = accepted + quarantined)."""
+    """Ingest VCF/BCF files of one center; returns counts (read = accepted + quarantined)."""
     files = expand_inputs(paths, VCF_SUFFIXES)
     if not files:
-        raise InputError(f"no VCF files found in {paths}")
+        raise InputError(f"no VCF/BCF files found in {paths}")
     params = {"paths": files, "center_id": center_id, "manifest": manifest, "build": build}
     with track_run(spark, settings, JOB, params, center_id) as result:
         manifest_rows = read_manifest(manifest) if manifest else None
@@ -115,31 +232,39 @@ def run(spark: SparkSession, settings: Settings, paths: list[str], center_id: st
         result.inputs, result.checksums = files, list(checksums.values())
         landed = landed_checksums(spark, settings, "bronze.vcf_variants", result.checksums)
         landed |= landed_checksums(spark, settings, "quarantine.vcf", result.checksums)
-        tasks = []
+        todo: list[tuple[str, VcfHeader]] = []
+        failed: list[str] = []
         for f in files:
             if checksums[f] in landed:
+                commit_rejects(spark, settings, checksums[f])  # finish an interrupted earlier run
                 result.skipped_inputs.append(f)
                 continue
-            header = read_header(f, build)
-            if manifest_rows is not None:
-                check_samples(manifest_rows, header.samples, f, manifest)
-            tasks.append({"path": f, "checksum": checksums[f], "header_json": header.to_json(),
-                          "center_id": center_id, "run_id": result.run_id})
-        if manifest:
+            try:
+                header = read_header(f, build)
+                if manifest_rows is not None:
+                    check_samples(manifest_rows, header.samples, f, manifest)
+            except InputError as exc:
+                failed.append(str(exc))
+                continue
+            todo.append((f, header))
+        if manifest and (todo or not failed):
             result.details["samples"] = upsert_samples(
                 spark, settings, manifest, center_id, sha256_file(manifest), build
             )
-        if not tasks:
-            return result
-        parsed = parsed_records(spark, tasks)
-        append(parsed.where(F.col("_error").isNull()), settings, "bronze.vcf_variants")
-        append(rejected_to_quarantine(parsed), settings, "quarantine.vcf")
+        for f, header in todo:
+            try:
+                ingest_file(spark, settings, result, f, checksums[f], header, center_id)
+            except InputError as exc:
+                failed.append(str(exc))
         run_filter = f"ingest_run_id = '{result.run_id}'"
-        result.rows_accepted = count_where(spark, settings, "bronze.vcf_variants", run_filter)
-        result.rows_quarantined = count_where(spark, settings, "quarantine.vcf", run_filter)
+        if todo:
+            result.rows_accepted = count_where(spark, settings, "bronze.vcf_variants", run_filter)
+            result.rows_quarantined = count_where(spark, settings, "quarantine.vcf", run_filter)
         result.rows_read = result.rows_accepted + result.rows_quarantined
         result.rows_written = result.rows_accepted + result.rows_quarantined
-        result.details["files"] = len(tasks)
+        result.details["files"] = len(todo) - len(failed)
+        if failed:
+            raise InputError("; ".join(failed))
     return result
 
 
