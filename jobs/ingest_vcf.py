@@ -195,7 +195,8 @@ def commit_rejects(spark: SparkSession, settings: Settings, checksum: str) -> in
 
 def ingest_file(spark: SparkSession, settings: Settings, result: JobResult, path: str, checksum: str,
                 header: VcfHeader, center_id: str) -> None:
-    target = 4 * (os.cpu_count() or 2)
+    # enough chunks for every core, and small enough that no task holds much of a big file
+    target = max(4 * (os.cpu_count() or 2), -(-os.path.getsize(path) // (16 << 20)))
     chunks = plan_chunks(path, header.contigs, target)
     clear_staging(settings, checksum)
     tasks = [{"path": path, "checksum": checksum, "header_json": header.to_json(), "center_id": center_id,

@@ -123,9 +123,10 @@ VCF_VARIANTS = bronze(
         col("line", LONG, doc="1-based line in the source file when known"),
         col("build", STRING),
     ),
-    "One row per VCF record as parsed, with its genotypes.",
-    partition_by=("contig",),
-    keys=("source_checksum", "contig", "pos", "ref", "line"),
+    "One row per VCF record as parsed, with its genotypes. Not partitioned: each ingest task "
+    "writes the records of one genomic region, so per-file min/max of contig and pos prune "
+    "region queries, and the write needs no shuffle (memory stays flat as files grow). No "
+    "uniqueness key: a source may repeat a site, and bronze keeps what was sent.",
 )
 
 SAMPLES = Table(
