@@ -35,6 +35,51 @@ def split_alleles(records: DataFrame) -> DataFrame:
     )
 
 
+NORM_SCHEMA = ("contig string, pos long, ref string, alt_allele string, n_pos long, n_ref string, "
+               "n_alt string, problem string")
+
+
+def _left_align_batches(reference: str):
+    def run(batches):
+        import pyarrow as pa
+
+        from connectors.reference import left_align, open_reference
+
+        fa = open_reference(reference)
+        for batch in batches:
+            rows = batch.to_pylist()
+            for r in rows:
+                r["n_pos"], r["n_ref"], r["n_alt"], r["problem"] = left_align(
+                    fa, r["contig"], r["pos"], r["ref"], r["alt_allele"])
+            yield pa.RecordBatch.from_pylist(rows, schema=pa.schema([
+                ("contig", pa.string()), ("pos", pa.int64()), ("ref", pa.string()),
+                ("alt_allele", pa.string()), ("n_pos", pa.int64()), ("n_ref", pa.string()),
+                ("n_alt", pa.string()), ("problem", pa.string())]))
+    return run
+
+
+def normalise_alleles(split: DataFrame, reference: str) -> tuple[DataFrame, DataFrame]:
+    """Left-align and trim split alleles against ``reference`` (``bcftools norm -f``).
+
+    Only distinct multi-base alleles go through Python; SNVs are already normal. Returns the
+    normalised rows and the sites that could not be checked (REF mismatch, unknown contig).
+    """
+    keys = ["contig", "pos", "ref", "alt_allele"]
+    candidates = (split.select(*keys).where((F.length("ref") > 1) | (F.length("alt_allele") > 1))
+                  .dropDuplicates(keys))
+    mapped = candidates.mapInArrow(_left_align_batches(reference), NORM_SCHEMA)
+    joined = split.join(mapped, keys, "left")
+    out = (
+        joined.withColumn("pos", F.coalesce("n_pos", "pos"))
+        .withColumn("ref", F.coalesce("n_ref", "ref"))
+        .withColumn("alt_allele", F.coalesce("n_alt", "alt_allele"))
+        .withColumn("variant_id", variant_id(F.col("build"), F.col("contig"), F.col("pos"),
+                                             F.col("ref"), F.col("alt_allele")))
+        .drop("n_pos", "n_ref", "n_alt", "problem")
+    )
+    return out, mapped.where(F.col("problem").isNotNull())
+
+
 def sites(split: DataFrame) -> DataFrame:
     return split.select(
         "variant_id", F.coalesce("build", F.lit("NA")).alias("build"), "contig", "pos", "ref",
@@ -122,8 +167,9 @@ def pending_checksums(spark: SparkSession, settings: Settings) -> list[str]:
     return sorted(r.c for r in spark.sql(q).collect())
 
 
-def run(spark: SparkSession, settings: Settings) -> JobResult:
-    with track_run(spark, settings, JOB, {}) as result:
+def run(spark: SparkSession, settings: Settings, reference: str | None = None) -> JobResult:
+    """Clean every bronze source not yet in silver; ``reference`` left-aligns indels."""
+    with track_run(spark, settings, JOB, {"reference": reference}) as result:
         todo = pending_checksums(spark, settings)
         result.checksums = todo
         result.inputs = todo
@@ -133,6 +179,9 @@ def run(spark: SparkSession, settings: Settings) -> JobResult:
             F.col("source_checksum").isin(todo)
         )
         split = split_alleles(bronze)
+        if reference:
+            split, problems = normalise_alleles(split, reference)
+            result.details["unnormalised_sites"] = problems.count()
         genotypes = link_persons(split_genotypes(split), read_table(spark, settings, "silver.samples"))
         before_v = read_table(spark, settings, "silver.variants").count()
         merge_new(spark, settings, sites(split), "silver.variants")
@@ -147,4 +196,5 @@ def run(spark: SparkSession, settings: Settings) -> JobResult:
 
 
 if __name__ == "__main__":
-    main_for(run, lambda p: None, __doc__)
+    main_for(run, lambda p: p.add_argument("--reference", help="FASTA (with .fai) to left-align indels"),
+             __doc__)

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import click
 
-from omicslake.errors import OmicslakeError
+from omicslake.errors import InputError, OmicslakeError
 from omicslake.settings import load_settings
 
 SETTINGS_HELP = """
@@ -272,18 +272,32 @@ def ingest() -> None:
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--center", "center_id", required=True, help="Sending center id.")
 @click.option("--manifest", required=True, help="Sample manifest (CSV/TSV) for these VCFs.")
+@click.option("--reference", type=click.Path(exists=True, dir_okay=False),
+              help="Reference FASTA: left-align and trim indels as `bcftools norm -f` does.")
 @click.option("--build", help="Reference build if the header does not say (GRCh37/GRCh38).")
-def ingest_vcf_cmd(paths, center_id, manifest, build) -> None:
-    """Ingest VCF files (plain or bgzipped) and clean them into silver."""
+def ingest_vcf_cmd(paths, center_id, manifest, reference, build) -> None:
+    """Ingest VCF/BCF/gVCF files (plain or bgzipped; folders too) and clean them into silver.
+
+    \b
+    Indexed files (.tbi/.csi next to them) are read in parallel by genomic region; plain-text
+    VCFs by byte range; bgzipped or BCF files without an index by one task each.
+    Re-ingesting a file that already landed changes nothing.
+    """
     from jobs import clean_variants, ingest_vcf
 
     settings = load_settings()
     spark = _spark(settings)
+    failure = None
     with _status(f"ingesting {len(paths)} path(s)"):
-        result = ingest_vcf.run(spark, settings, list(paths), center_id, manifest, build)
-    click.echo(result.summary())
+        try:
+            result = ingest_vcf.run(spark, settings, list(paths), center_id, manifest, build)
+            click.echo(result.summary())
+        except InputError as exc:  # the other files landed; clean them, then report
+            failure = exc
     with _status("cleaning into silver"):
-        click.echo(clean_variants.run(spark, settings).summary())
+        click.echo(clean_variants.run(spark, settings, reference=reference).summary())
+    if failure:
+        raise failure
 
 
 if __name__ == "__main__":

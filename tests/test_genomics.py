@@ -216,3 +216,44 @@ def test_n_plus_one_batch_only_adds_files(fresh_lake, tmp_path):
     last = dt.history(1)[0]
     assert "MERGE" not in last["operation"] and int(last["operationMetrics"].get("numRemovedFiles", 0)) == 0
     assert json.loads(json.dumps(last["operationParameters"])).get("mode", "Append") == "Append"
+
+
+def test_left_align_matches_bcftools_norm_f(fresh_lake, tmp_path):
+    import pysam
+
+    spark, s = fresh_lake
+    rng = random.Random(9)
+    seq = list("".join(rng.choice("ACGT") for _ in range(3000)))
+    seq[999:1010] = "AAAAAAAAAAA"  # homopolymer at 1000..1010
+    seq[1999:2012] = "CACACACACACA" + "G"  # dinucleotide repeat at 2000..2011
+    seq = "".join(seq)
+    fasta = tmp_path / "ref.fa"
+    fasta.write_text(">chr1\n" + "\n".join(seq[i:i + 60] for i in range(0, len(seq), 60)) + "\n")
+    pysam.faidx(str(fasta))
+
+    def at(pos: int, n: int) -> str:
+        return seq[pos - 1:pos - 1 + n]
+
+    records = [
+        (500, at(500, 1), "T" if at(500, 1) != "T" else "G"),  # SNV
+        (1008, at(1008, 2), at(1008, 1)),  # A deletion written at the end of the run
+        (1009, at(1009, 1), at(1009, 1) + "A"),  # A insertion at the end of the run
+        (2008, at(2008, 3), at(2008, 1)),  # CA deletion inside the repeat
+        (2500, at(2500, 4), at(2500, 1) + "," + at(2500, 4)[:2] + "T"),  # del + mnv-ish, multiallelic
+    ]
+    body = "".join(f"chr1\t{p}\t.\t{r}\t{a}\t50\tPASS\t.\tGT\t0/1\n" for p, r, a in records)
+    vcf = tmp_path / "indels.vcf"
+    vcf.write_text("##fileformat=VCFv4.3\n##reference=GRCh38\n##contig=<ID=chr1,length=3000>\n"
+                   '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+                   "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1\n" + body)
+    (tmp_path / "m.csv").write_text("sample_id,patient_id\nS1,MRN-S1\n")
+    ingest_vcf.run(spark, s, [str(vcf)], "CTY-S1", str(tmp_path / "m.csv"))
+    r = clean_variants.run(spark, s, reference=str(fasta))
+    assert r.details["unnormalised_sites"] == 0
+    rows = spark.sql("SELECT pos, ref, alt FROM silver.variants").collect()
+    got = sorted((x.pos, x.ref, x.alt) for x in rows)
+    out = sh("bcftools", "norm", "-f", str(fasta), "-m-any", "-Ov", str(vcf))
+    data = [x.split("\t") for x in out.splitlines() if not x.startswith("#")]
+    want = sorted((int(c[1]), c[3], c[4]) for c in data)
+    assert got == want
+    assert got != sorted((p, r_, a) for p, r_, alts in records for a in alts.split(","))
