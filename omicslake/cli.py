@@ -300,5 +300,29 @@ def ingest_vcf_cmd(paths, center_id, manifest, reference, build) -> None:
         raise failure
 
 
+@ingest.command("bam")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--center", "center_id", required=True, help="Sending center id.")
+@click.option("--manifest", required=True, help="Sample manifest (CSV/TSV): @RG SM -> patient.")
+@click.option("--targets", type=click.Path(exists=True, dir_okay=False),
+              help="BED of target regions: depth is measured there, with the share at >= 20x.")
+@click.option("--reference", type=click.Path(exists=True, dir_okay=False),
+              help="Reference FASTA; required for CRAM.")
+def ingest_bam_cmd(paths, center_id, manifest, targets, reference) -> None:
+    """Alignment QC of indexed BAM/CRAM files into silver.alignment_qc.
+
+    \b
+    Counts match `samtools flagstat`; depth skips unmapped, secondary, QC-failed and duplicate
+    reads as `samtools depth` does. The reads stay where they are; the table points to them.
+    """
+    from jobs import ingest_bam
+
+    settings = load_settings()
+    spark = _spark(settings)
+    with _status(f"QC of {len(paths)} alignment path(s)"):
+        result = ingest_bam.run(spark, settings, list(paths), center_id, manifest, targets, reference)
+    click.echo(result.summary())
+
+
 if __name__ == "__main__":
     main()

@@ -188,6 +188,40 @@ GENOTYPES = Table(
     keys=("variant_id", "center_id", "sample_id"),
 )
 
+ALIGNMENT_QC = Table(
+    "silver",
+    "alignment_qc",
+    (
+        col("sample_id", STRING, True),
+        col("person_id", STRING, True),
+        col("center_id", STRING, True),
+        col("format", STRING, True, "BAM | CRAM"),
+        col("alignment_uri", STRING, True, "the reads stay here, in object storage"),
+        col("index_uri", STRING),
+        col("reference_uri", STRING, doc="FASTA the CRAM decodes against"),
+        col("size_bytes", LONG, True),
+        col("source_checksum", STRING, True),
+        col("total_reads", LONG, True, "as samtools flagstat: QC-passed + QC-failed"),
+        col("qc_failed", LONG),
+        col("mapped", LONG),
+        col("paired", LONG),
+        col("properly_paired", LONG),
+        col("singletons", LONG),
+        col("duplicates", LONG),
+        col("secondary", LONG),
+        col("supplementary", LONG),
+        col("depth_scope", STRING, True, "targets | genome"),
+        col("bases_assessed", LONG),
+        col("mean_depth", DOUBLE),
+        col("median_depth", DOUBLE),
+        col("fraction_target_20x", DOUBLE, doc="share of target bases at >= 20x (targets only)"),
+        col("ingest_run_id", STRING, True),
+        col("computed_at", TIMESTAMP, True),
+    ),
+    "Per-sample alignment QC from BAM/CRAM, pointing at the file.",
+    keys=("center_id", "sample_id", "source_checksum"),
+)
+
 # --- gold ------------------------------------------------------------------------------------
 
 COHORT_DEFINITIONS = Table(
@@ -230,6 +264,7 @@ ALL_TABLES: tuple[Table, ...] = (
     SAMPLES,
     VARIANTS,
     GENOTYPES,
+    ALIGNMENT_QC,
     COHORT_DEFINITIONS,
     COHORT,
     QUARANTINE_VCF,
