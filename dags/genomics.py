@@ -1,4 +1,4 @@
-"""Genomics pipeline: centers -> VCF ingest (one mapped task per batch) -> silver -> cohorts.
+"""Genomics pipeline: centers -> VCF and BAM/CRAM ingest (mapped per batch) -> silver -> cohorts.
 
 Thin wiring only; the work lives in ``jobs/`` and ``quality/``.
 """
@@ -13,7 +13,8 @@ from airflow.sdk import Param, dag, task
 from omicslake.airflow_support import run_job, run_quality
 
 DEFAULT_ARGS = {"owner": "omicslake-data-eng", "retries": 2, "retry_delay": timedelta(seconds=30)}
-SILVER = ["silver.samples", "silver.variants", "silver.genotypes", "bronze.vcf_variants", "ops.centers"]
+SILVER = ["silver.samples", "silver.variants", "silver.genotypes", "silver.alignment_qc",
+          "bronze.vcf_variants", "ops.centers"]
 GOLD = ["gold.cohort", "gold.cohort_definitions", "ops.ingest_runs"]
 
 
@@ -27,8 +28,16 @@ GOLD = ["gold.cohort", "gold.cohort_definitions", "ops.ingest_runs"]
     params={
         "batches": Param(
             [], type="array",
-            description="[{center_id, vcf, manifest}] batches uploaded by centers",
-        )
+            description="[{center_id, vcf, manifest}] VCF/BCF/gVCF batches uploaded by centers",
+        ),
+        "alignments": Param(
+            [], type="array",
+            description="[{center_id, paths, manifest, targets?, reference?}] indexed BAM/CRAM batches",
+        ),
+        "reference": Param(
+            None, type=["null", "string"],
+            description="reference FASTA to left-align indels in silver (bcftools norm -f)",
+        ),
     },
 )
 def omicslake_genomics():
@@ -46,10 +55,20 @@ def omicslake_genomics():
                        manifest=batch.get("manifest"))
 
     @task
-    def clean_variants() -> dict:
-        return run_job("clean_variants")
+    def plan_alignments(params=None) -> list[dict]:
+        return list(params["alignments"])
+
+    @task(max_active_tis_per_dag=1)
+    def ingest_bam(batch: dict) -> dict:
+        return run_job("ingest_bam", paths=list(batch["paths"]), center_id=batch["center_id"],
+                       manifest=batch["manifest"], targets=batch.get("targets"),
+                       reference=batch.get("reference"))
 
     @task
+    def clean_variants(params=None) -> dict:
+        return run_job("clean_variants", reference=params.get("reference"))
+
+    @task(trigger_rule="none_failed")
     def check_silver() -> dict:
         return run_quality(SILVER)
 
@@ -61,9 +80,14 @@ def omicslake_genomics():
     def check_gold() -> dict:
         return run_quality(GOLD)
 
+    centers = register_centers()
     ingested = ingest_vcf.expand(batch=plan_batches())
-    register_centers() >> ingested
-    ingested >> clean_variants() >> check_silver() >> build_cohorts() >> check_gold()
+    aligned = ingest_bam.expand(batch=plan_alignments())
+    centers >> [ingested, aligned]
+    silver = check_silver()
+    ingested >> clean_variants() >> silver
+    aligned >> silver
+    silver >> build_cohorts() >> check_gold()
 
 
 omicslake_genomics()

@@ -36,10 +36,12 @@ def validate(df: DataFrame, table_name: str, suite=None) -> list[CheckResult]:
     """Validate one DataFrame against its table's suite with a throw-away GX context."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     from quality.suites import suite_for
 
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)  # one line per check instead
     suite = suite or suite_for(table_name)
     source = context.data_sources.add_spark(name=f"omicslake_{uuid.uuid4().hex[:8]}")
     asset = source.add_dataframe_asset(name=table_name)

@@ -12,7 +12,8 @@ import pytest
 
 OMICSLAKE = [sys.executable, "-m", "omicslake.cli"]
 DATA_TABLES = ["bronze.vcf_variants", "quarantine.vcf", "silver.samples", "silver.variants",
-               "silver.genotypes", "gold.cohort", "gold.cohort_definitions", "ops.centers"]
+               "silver.genotypes", "silver.alignment_qc", "gold.cohort", "gold.cohort_definitions",
+               "ops.centers"]
 
 
 @pytest.fixture(scope="module")
