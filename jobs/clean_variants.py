@@ -119,7 +119,8 @@ def split_genotypes(split: DataFrame) -> DataFrame:
 
 def link_persons(genotypes: DataFrame, samples: DataFrame) -> DataFrame:
     s = samples.select("center_id", "sample_id", "person_id")
-    return genotypes.join(s, ["center_id", "sample_id"], "inner")
+    return (genotypes.join(s, ["center_id", "sample_id"], "inner")
+            .withColumn("person_bucket", F.substring("person_id", 2, 1)))  # P + hex digest
 
 
 def _in(column: str, values: list[str]) -> str:

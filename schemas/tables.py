@@ -182,9 +182,11 @@ GENOTYPES = Table(
         col("ad", T.ArrayType(INT)),
         col("source_checksum", STRING, True),
         col("ingest_run_id", STRING, True),
+        col("person_bucket", STRING, True, "first hex digit of the person_id digest (16 buckets)"),
     ),
-    "One row per sample x variant for non-reference calls.",
-    partition_by=("contig",),
+    "One row per sample x variant for non-reference calls. Partitioned by contig and person "
+    "bucket: a region query reads one contig's folders, a one-person query one bucket in each.",
+    partition_by=("contig", "person_bucket"),
     keys=("variant_id", "center_id", "sample_id"),
 )
 

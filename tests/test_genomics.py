@@ -257,3 +257,27 @@ def test_left_align_matches_bcftools_norm_f(fresh_lake, tmp_path):
     want = sorted((int(c[1]), c[3], c[4]) for c in data)
     assert got == want
     assert got != sorted((p, r_, a) for p, r_, alts in records for a in alts.split(","))
+
+
+def test_genotype_layout_prunes_region_and_person_queries(fresh_lake, vcf, tmp_path):
+    from deltalake import DeltaTable
+
+    from omicslake.catalog import table_uri
+
+    spark, s = fresh_lake
+    h = read_header(str(vcf))
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("sample_id,patient_id\n" + "".join(f"{x},MRN-{x}\n" for x in h.samples))
+    ingest_vcf.run(spark, s, [str(vcf)], "CTY-S1", str(manifest))
+    clean_variants.run(spark, s)
+    dt = DeltaTable(table_uri(s, "silver.genotypes"))
+    person = spark.sql("SELECT person_id, person_bucket FROM silver.genotypes LIMIT 1").collect()[0]
+    assert person.person_bucket == person.person_id[1]
+    every = len(dt.file_uris())
+    one_person = len(dt.file_uris([("person_bucket", "=", person.person_bucket)]))
+    one_region = len(dt.file_uris([("contig", "=", "chr17")]))
+    assert one_person < every / 2 and one_region < every / 2
+    direct = spark.sql(f"SELECT count(*) n FROM silver.genotypes WHERE person_id = '{person.person_id}'")
+    assert direct.collect()[0].n == spark.sql(
+        f"SELECT count(*) n FROM silver.genotypes WHERE person_bucket = '{person.person_bucket}' "
+        f"AND person_id = '{person.person_id}'").collect()[0].n > 0
