@@ -128,7 +128,7 @@ def _int_or_none(v: str | None) -> int | None:
     return None if v in (None, ".", "") else int(v)
 
 
-def parse_genotype(sample: str, keys: list[str], text: str) -> dict:
+def parse_genotype(sample_index: int, keys: list[str], text: str) -> dict:
     parts = text.split(":")
     values = dict(zip(keys, parts, strict=False))
     gt_text = values.get("GT", ".")
@@ -140,7 +140,7 @@ def parse_genotype(sample: str, keys: list[str], text: str) -> dict:
         -1 if a == "." else int(a) for a in ad_text.split(",")
     ]
     return {
-        "sample": sample,
+        "sample_index": sample_index,
         "gt": gt,
         "phased": phased,
         "dp": _int_or_none(values.get("DP")),
@@ -168,15 +168,15 @@ def parse_record(line: str, header: VcfHeader) -> dict:
     if header.samples:
         keys = cols[8].split(":")
         genotypes = []
-        for s, t in zip(header.samples, cols[9:], strict=True):
+        for k, (s, t) in enumerate(zip(header.samples, cols[9:], strict=True)):
             try:
-                genotypes.append(parse_genotype(s, keys, t))
+                genotypes.append(parse_genotype(k, keys, t))
             except ValueError as exc:
                 raise ValueError(f"sample {s}: bad genotype {t!r} for FORMAT {cols[8]} ({exc})") from None
         n_alleles = 1 + len(alts)
         for g in genotypes:
             if any(a >= n_alleles for a in g["gt"]):
-                raise ValueError(f"sample {g['sample']}: GT allele index out of range")
+                raise ValueError(f"sample {header.samples[g['sample_index']]}: GT allele index out of range")
     return {
         "contig": normalise_contig(chrom),
         "pos": pos,

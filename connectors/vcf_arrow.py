@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from connectors.contigs import normalise_contig
 from connectors.vcf import VcfHeader, parse_info, parse_record
 
-GENOTYPE_FIELDS = ("sample", "gt", "phased", "dp", "gq", "ad")
+GENOTYPE_FIELDS = ("sample_index", "gt", "phased", "dp", "gq", "ad")
 
 
 @dataclass
@@ -99,9 +99,9 @@ def _int_list(lists: pa.ListArray, null_mask: pa.Array | None = None) -> pa.Arra
     return pa.ListArray.from_arrays(lists.offsets, ints, mask=null_mask)
 
 
-def _genotypes(rows: list[_Fixed], samples: pa.Array) -> pa.Array:
+def _genotypes(rows: list[_Fixed], ns: int) -> pa.Array:
     """One list<struct> per row, all rows sharing one FORMAT."""
-    ns, n = len(samples), len(rows)
+    n = len(rows)
     text = pa.array([r.samples_text for r in rows], pa.string())
     if pc.any(pc.not_equal(pc.count_substring(text, "\t"), ns - 1)).as_py():
         raise _Fallback
@@ -133,8 +133,8 @@ def _genotypes(rows: list[_Fixed], samples: pa.Array) -> pa.Array:
     else:
         absent = pc.or_(pc.equal(ad_text, "."), pc.equal(ad_text, ""))
         ad = _int_list(pc.split_pattern(pc.if_else(absent, "0", ad_text), ","), absent)
-    names = pc.take(samples, pa.array(np.tile(np.arange(ns, dtype=np.int32), n)))
-    struct = pa.StructArray.from_arrays([names, gt, phased, dp, gq, ad], names=list(GENOTYPE_FIELDS))
+    index = pa.array(np.tile(np.arange(ns, dtype=np.int32), n))
+    struct = pa.StructArray.from_arrays([index, gt, phased, dp, gq, ad], names=list(GENOTYPE_FIELDS))
     return pa.ListArray.from_arrays(pa.array(np.arange(0, (n + 1) * ns, ns, dtype=np.int32)), struct)
 
 
@@ -166,7 +166,7 @@ def parse_lines(lines: list[str], line_numbers: list[int | None], header: VcfHea
             rejected.append(Rejected(line_numbers[i], line.rstrip("\r\n"), str(exc)))
     geno_parts: list[pa.Array] = []
     if header.samples:
-        samples = pa.array(header.samples, pa.string())
+        ns = len(header.samples)
         good_rows, good_idx = [], []
         start = 0
         while start < len(fixed):
@@ -175,7 +175,7 @@ def parse_lines(lines: list[str], line_numbers: list[int | None], header: VcfHea
                 stop += 1
             run = fixed[start:stop]
             try:
-                geno_parts.append(_genotypes(run, samples).cast(genotype_type))
+                geno_parts.append(_genotypes(run, ns).cast(genotype_type))
                 good_rows += run
                 good_idx += kept[start:stop]
             except _Fallback:

@@ -8,6 +8,8 @@ contract keys, so re-runs add nothing.
 
 from __future__ import annotations
 
+import logging
+
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -18,6 +20,7 @@ from omicslake.settings import Settings
 from omicslake.writes import append, count_where, merge_new
 
 JOB = "clean_variants"
+log = logging.getLogger(__name__)
 
 
 def variant_id(build: Column, contig: Column, pos: Column, ref: Column, alt: Column) -> Column:
@@ -108,13 +111,22 @@ def split_genotypes(split: DataFrame) -> DataFrame:
     return (
         g.select(
             "variant_id", "contig", "pos", "center_id", "source_checksum", "ingest_run_id",
-            F.col("g.sample").alias("sample_id"), gt.alias("gt"),
+            F.col("g.sample_index").alias("sample_index"), gt.alias("gt"),
             F.col("g.phased").alias("phased"), F.col("g.dp").alias("dp"),
             F.col("g.gq").alias("gq"), ad.alias("ad"),
         )
         .withColumn("alt_count", F.size(F.filter("gt", lambda a: a == 1)))
         .where(F.col("alt_count") > 0)
     )
+
+
+def sample_names(headers: DataFrame) -> DataFrame:
+    """(source_checksum, sample_index, sample_id) from the stored VCF headers."""
+    return headers.select("source_checksum", F.posexplode("samples").alias("sample_index", "sample_id"))
+
+
+def name_samples(genotypes: DataFrame, names: DataFrame) -> DataFrame:
+    return genotypes.join(names, ["source_checksum", "sample_index"], "inner").drop("sample_index")
 
 
 def link_persons(genotypes: DataFrame, samples: DataFrame) -> DataFrame:
@@ -128,34 +140,46 @@ def _in(column: str, values: list[str]) -> str:
 
 
 def batch_samples(spark: SparkSession, settings: Settings, todo: list[str]) -> list[tuple[str, list[str]]]:
-    """(center, sample names) of each source, read from one bronze record each."""
-    out = []
-    for checksum in todo:
-        row = spark.sql(
-            f"SELECT center_id, transform(genotypes, g -> g.sample) AS s FROM "
-            f"{path_ref(settings, 'bronze.vcf_variants')} WHERE source_checksum = {checksum!r} LIMIT 1"
-        ).collect()
-        if row and row[0].s:
-            out.append((row[0].center_id, list(row[0].s)))
-    return out
+    """(center, sample names) of each source, from bronze.vcf_headers."""
+    rows = spark.sql(
+        f"SELECT center_id, samples FROM {path_ref(settings, 'bronze.vcf_headers')} "
+        f"WHERE {_in('source_checksum', todo)}"
+    ).collect()
+    return [(r.center_id, list(r.samples)) for r in rows if r.samples]
 
 
-def write_genotypes(spark: SparkSession, settings: Settings, genotypes: DataFrame, todo: list[str]) -> None:
-    """Append the calls of new sources; MERGE only when an interrupted run left some behind.
+GENOTYPES_PER_SLICE = 8_000_000
 
-    A source's calls are written by one commit, so either none of ``todo`` has rows (the
-    normal case: a plain append, which never rewrites existing files) or a crash between the
-    commit and the run record left them, and MERGE on the keys skips what is there. A new
-    file that re-sends samples already in silver also goes through MERGE.
+
+def needs_merge(spark: SparkSession, settings: Settings, todo: list[str]) -> bool:
+    """Whether calls of these sources (or of their samples) may already be in silver.
+
+    Normally none are, and the calls are appended, which never rewrites existing files. An
+    interrupted earlier run, or a new file that re-sends samples already in silver, makes the
+    write a MERGE on the contract keys instead, which skips what is there.
     """
-    if count_where(spark, settings, "silver.genotypes", _in("source_checksum", todo)) or any(
+    return bool(count_where(spark, settings, "silver.genotypes", _in("source_checksum", todo))) or any(
         count_where(spark, settings, "silver.genotypes",
                     f"center_id = {center!r} AND {_in('sample_id', samples)}")
         for center, samples in batch_samples(spark, settings, todo)
-    ):
-        merge_new(spark, settings, genotypes, "silver.genotypes")
-    else:
-        append(genotypes, settings, "silver.genotypes")
+    )
+
+
+def plan_slices(spark: SparkSession, settings: Settings, todo: list[str], n_samples: int) -> list[str]:
+    """Position ranges of about GENOTYPES_PER_SLICE calls each, so memory does not grow with
+    the batch: each slice is exploded, linked and written on its own."""
+    rows = spark.sql(
+        f"SELECT contig, min(pos) AS lo, max(pos) AS hi, count(*) AS n FROM "
+        f"{path_ref(settings, 'bronze.vcf_variants')} WHERE {_in('source_checksum', todo)} GROUP BY contig"
+    ).collect()
+    per = max(1, GENOTYPES_PER_SLICE // max(1, n_samples))
+    out = []
+    for r in sorted(rows, key=lambda r: r.contig):
+        k = max(1, -(-r.n // per))
+        step = (r.hi - r.lo) // k + 1
+        out += [f"contig = {r.contig!r} AND pos >= {r.lo + i * step} AND pos < {r.lo + (i + 1) * step}"
+                for i in range(k)]
+    return out
 
 
 def pending_checksums(spark: SparkSession, settings: Settings) -> list[str]:
@@ -183,11 +207,26 @@ def run(spark: SparkSession, settings: Settings, reference: str | None = None) -
         if reference:
             split, problems = normalise_alleles(split, reference)
             result.details["unnormalised_sites"] = problems.count()
-        genotypes = link_persons(split_genotypes(split), read_table(spark, settings, "silver.samples"))
         before_v = read_table(spark, settings, "silver.variants").count()
         merge_new(spark, settings, sites(split), "silver.variants")
         new_v = read_table(spark, settings, "silver.variants").count() - before_v
-        write_genotypes(spark, settings, genotypes, todo)
+        samples = read_table(spark, settings, "silver.samples")
+        names = sample_names(read_table(spark, settings, "bronze.vcf_headers")
+                             .where(F.col("source_checksum").isin(todo)))
+        merge = needs_merge(spark, settings, todo)
+        n_samples = max((len(x) for _, x in batch_samples(spark, settings, todo)), default=1)
+        slices = plan_slices(spark, settings, todo, n_samples)
+        for i, where in enumerate(slices, start=1):
+            log.info("genotypes slice %d/%d: %s", i, len(slices), where)
+            part = split_alleles(bronze.where(where))
+            if reference:
+                part, _ = normalise_alleles(part, reference)
+            genotypes = link_persons(name_samples(split_genotypes(part), names), samples)
+            if merge:
+                merge_new(spark, settings, genotypes, "silver.genotypes")
+            else:
+                append(genotypes, settings, "silver.genotypes")
+        result.details["slices"] = len(slices)
         new_g = count_where(spark, settings, "silver.genotypes", _in("source_checksum", todo))
         result.rows_read = count_where(spark, settings, "bronze.vcf_variants", _in("source_checksum", todo))
         result.rows_accepted = result.rows_read

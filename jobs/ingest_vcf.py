@@ -193,6 +193,28 @@ def commit_rejects(spark: SparkSession, settings: Settings, checksum: str) -> in
     return 0 if staged is None else staged.num_rows
 
 
+def header_row(header: VcfHeader, path: str, checksum: str, center_id: str, run_id: str) -> dict:
+    import json
+
+    from connectors.vcf_chunks import file_format
+
+    return {
+        "samples": header.samples,
+        "contigs": [{"name": k, "length": v} for k, v in header.contigs.items()],
+        "build": header.build, "file_format": file_format(path),
+        "info_json": json.dumps({k: vars(v) for k, v in header.info.items()}, sort_keys=True),
+        "format_json": json.dumps({k: vars(v) for k, v in header.formats.items()}, sort_keys=True),
+        "meta": header.meta, "center_id": center_id, "source_uri": path, "source_checksum": checksum,
+        "ingest_run_id": run_id, "ingested_at": datetime.now(UTC).replace(tzinfo=None),
+    }
+
+
+def record_header(spark: SparkSession, settings: Settings, row: dict) -> None:
+    """One row per source in bronze.vcf_headers (MERGE on the checksum: written once)."""
+    df = spark.createDataFrame([row], get_table("bronze.vcf_headers").spark_schema())
+    merge_new(spark, settings, df, "bronze.vcf_headers")
+
+
 def ingest_file(spark: SparkSession, settings: Settings, result: JobResult, path: str, checksum: str,
                 header: VcfHeader, center_id: str) -> None:
     # enough chunks for every core, and small enough that no task holds much of a big file
@@ -210,6 +232,7 @@ def ingest_file(spark: SparkSession, settings: Settings, result: JobResult, path
     except Exception as exc:
         clear_staging(settings, checksum)
         raise _task_error(path, exc) from exc
+    record_header(spark, settings, header_row(header, path, checksum, center_id, result.run_id))
     commit_rejects(spark, settings, checksum)
     result.details.setdefault("chunks", {})[path] = len(chunks)
 
@@ -236,8 +259,11 @@ def run(spark: SparkSession, settings: Settings, paths: list[str], center_id: st
         todo: list[tuple[str, VcfHeader]] = []
         failed: list[str] = []
         for f in files:
-            if checksums[f] in landed:
-                commit_rejects(spark, settings, checksums[f])  # finish an interrupted earlier run
+            if checksums[f] in landed:  # finish what an interrupted earlier run may have left
+                if not landed_checksums(spark, settings, "bronze.vcf_headers", [checksums[f]]):
+                    record_header(spark, settings, header_row(read_header(f, build), f, checksums[f],
+                                                              center_id, result.run_id))
+                commit_rejects(spark, settings, checksums[f])
                 result.skipped_inputs.append(f)
                 continue
             try:

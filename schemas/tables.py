@@ -18,9 +18,11 @@ from schemas.contract import (
     quarantine,
 )
 
+CONTIG = T.StructType([T.StructField("name", T.StringType()), T.StructField("length", T.LongType())])
+
 GENOTYPE = T.StructType(
     [
-        T.StructField("sample", T.StringType()),
+        T.StructField("sample_index", T.IntegerType()),  # into bronze.vcf_headers.samples
         T.StructField("gt", T.ArrayType(T.IntegerType())),
         T.StructField("phased", T.BooleanType()),
         T.StructField("dp", T.IntegerType()),
@@ -106,6 +108,21 @@ AUDIT_LOG = Table(
 )
 
 # --- genomics --------------------------------------------------------------------------------
+
+VCF_HEADERS = bronze(
+    "vcf_headers",
+    (
+        col("samples", T.ArrayType(STRING), True, "sample names in column order"),
+        col("contigs", T.ArrayType(CONTIG), doc="contig names as in the file, with lengths"),
+        col("build", STRING, doc="GRCh37 | GRCh38, from the header or the manifest"),
+        col("file_format", STRING, doc="bgzf | plain | bcf"),
+        col("info_json", STRING, doc="INFO definitions: Number and Type per key"),
+        col("format_json", STRING, doc="FORMAT definitions: Number and Type per key"),
+        col("meta", T.ArrayType(STRING), doc="the ## header lines"),
+    ),
+    "One row per ingested VCF/BCF: its header, so genotypes can name their samples by index.",
+    keys=("source_checksum",),
+)
 
 VCF_VARIANTS = bronze(
     "vcf_variants",
@@ -262,6 +279,7 @@ ALL_TABLES: tuple[Table, ...] = (
     INGEST_RUNS,
     QUALITY_RESULTS,
     AUDIT_LOG,
+    VCF_HEADERS,
     VCF_VARIANTS,
     SAMPLES,
     VARIANTS,

@@ -45,7 +45,7 @@ def test_records_parse_and_bad_line_is_reported(vcf):
     with gzip.open(vcf, "rt") as fh:
         assert fh.read().splitlines()[lineno - 1] == raw.rstrip("\n")
     g = good[0][2]["genotypes"][0]
-    assert set(g) == {"sample", "gt", "phased", "dp", "gq", "ad"} and g["sample"] == "S1"
+    assert set(g) == {"sample_index", "gt", "phased", "dp", "gq", "ad"} and g["sample_index"] == 0
 
 
 def test_malformed_records_raise():
