@@ -99,6 +99,33 @@ def _int_list(lists: pa.ListArray, null_mask: pa.Array | None = None) -> pa.Arra
     return pa.ListArray.from_arrays(lists.offsets, ints, mask=null_mask)
 
 
+_SEPS = np.frombuffer(b"/|", dtype=np.uint8)
+
+
+def _diploid_gt(gt_text: pa.Array) -> tuple[pa.Array, pa.Array] | None:
+    """GTs that are all ``a/b`` or ``a|b`` with one-digit alleles (nearly every real call),
+    decoded straight from the string buffer; None sends the array down the general path."""
+    n = len(gt_text)
+    if n == 0 or gt_text.null_count or not isinstance(gt_text, pa.StringArray):
+        return None
+    offsets = np.frombuffer(gt_text.buffers()[1], dtype=np.int32)[gt_text.offset:gt_text.offset + n + 1]
+    if offsets[-1] - offsets[0] != 3 * n or not (np.diff(offsets) == 3).all():
+        return None
+    raw = np.frombuffer(gt_text.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]].reshape(n, 3)
+    sep = raw[:, 1]
+    if not np.isin(sep, _SEPS).all():
+        return None
+    chars = raw[:, ::2]
+    missing = chars == ord(".")
+    alleles = chars.astype(np.int32) - ord("0")
+    if ((alleles < 0) | (alleles > 9))[~missing].any():
+        return None
+    alleles[missing] = -1
+    gt = pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * n + 1, 2, dtype=np.int32)),
+                                  pa.array(alleles.ravel()))
+    return gt, pa.array(sep == ord("|"))
+
+
 def _genotypes(rows: list[_Fixed], ns: int) -> pa.Array:
     """One list<struct> per row, all rows sharing one FORMAT."""
     n = len(rows)
@@ -118,9 +145,13 @@ def _genotypes(rows: list[_Fixed], ns: int) -> pa.Array:
         gt = pa.nulls(n * ns, pa.list_(pa.int32()))
         phased = pa.nulls(n * ns, pa.bool_())
     else:
-        gt_text = pc.if_else(pc.equal(gt_text, ""), ".", gt_text)
-        phased = pc.match_substring(gt_text, "|")
-        gt = _int_list(pc.split_pattern_regex(gt_text, r"[/|]"))
+        fast = _diploid_gt(gt_text)
+        if fast is not None:
+            gt, phased = fast
+        else:
+            gt_text = pc.if_else(pc.equal(gt_text, ""), ".", gt_text)
+            phased = pc.match_substring(gt_text, "|")
+            gt = _int_list(pc.split_pattern(pc.replace_substring(gt_text, "|", "/"), "/"))
         owner = pc.list_parent_indices(gt).to_numpy() // ns
         n_alleles = np.fromiter((r.n_alleles for r in rows), np.int32, n)
         if (gt.flatten().to_numpy() >= n_alleles[owner]).any():
