@@ -14,6 +14,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.common import main_for
+from jobs.ingest_vcf import calls_staging_root, clear_staging, staged_calls
 from omicslake.catalog import path_ref, read_table
 from omicslake.runs import JobResult, track_run
 from omicslake.settings import Settings
@@ -192,6 +193,40 @@ def pending_checksums(spark: SparkSession, settings: Settings) -> list[str]:
     return sorted(r.c for r in spark.sql(q).collect())
 
 
+def _groups(files: list[str]) -> list[list[str]]:
+    """Staged files in groups of about GENOTYPES_PER_SLICE rows (read from their footers)."""
+    import pyarrow.parquet as pq
+    from pyarrow import fs as pafs
+
+    groups, current, rows = [], [], 0
+    for f in files:
+        fs, path = pafs.FileSystem.from_uri(f)
+        n = pq.ParquetFile(path, filesystem=fs).metadata.num_rows
+        if current and rows + n > GENOTYPES_PER_SLICE:
+            groups.append(current)
+            current, rows = [], 0
+        current.append(f)
+        rows += n
+    return [*groups, current] if current else groups
+
+
+def write_from_bronze(spark: SparkSession, settings: Settings, bronze: DataFrame, todo: list[str],
+                      reference: str | None, write, result: JobResult) -> None:
+    """The engine path: explode bronze genotypes slice by slice (any source, any engine)."""
+    samples = read_table(spark, settings, "silver.samples")
+    names = sample_names(read_table(spark, settings, "bronze.vcf_headers")
+                         .where(F.col("source_checksum").isin(todo)))
+    n_samples = max((len(x) for _, x in batch_samples(spark, settings, todo)), default=1)
+    slices = plan_slices(spark, settings, todo, n_samples)
+    for i, where in enumerate(slices, start=1):
+        log.info("genotypes slice %d/%d: %s", i, len(slices), where)
+        part = split_alleles(bronze.where(where))
+        if reference:
+            part, _ = normalise_alleles(part, reference)
+        write(link_persons(name_samples(split_genotypes(part), names), samples))
+    result.details["slices"] = len(slices)
+
+
 def run(spark: SparkSession, settings: Settings, reference: str | None = None) -> JobResult:
     """Clean every bronze source not yet in silver; ``reference`` left-aligns indels."""
     with track_run(spark, settings, JOB, {"reference": reference}) as result:
@@ -210,23 +245,20 @@ def run(spark: SparkSession, settings: Settings, reference: str | None = None) -
         before_v = read_table(spark, settings, "silver.variants").count()
         merge_new(spark, settings, sites(split), "silver.variants")
         new_v = read_table(spark, settings, "silver.variants").count() - before_v
-        samples = read_table(spark, settings, "silver.samples")
-        names = sample_names(read_table(spark, settings, "bronze.vcf_headers")
-                             .where(F.col("source_checksum").isin(todo)))
         merge = needs_merge(spark, settings, todo)
-        n_samples = max((len(x) for _, x in batch_samples(spark, settings, todo)), default=1)
-        slices = plan_slices(spark, settings, todo, n_samples)
-        for i, where in enumerate(slices, start=1):
-            log.info("genotypes slice %d/%d: %s", i, len(slices), where)
-            part = split_alleles(bronze.where(where))
-            if reference:
-                part, _ = normalise_alleles(part, reference)
-            genotypes = link_persons(name_samples(split_genotypes(part), names), samples)
-            if merge:
-                merge_new(spark, settings, genotypes, "silver.genotypes")
-            else:
-                append(genotypes, settings, "silver.genotypes")
-        result.details["slices"] = len(slices)
+        write = (lambda df: merge_new(spark, settings, df, "silver.genotypes")) if merge else (
+            lambda df: append(df, settings, "silver.genotypes"))
+        staged = {} if reference else {c: f for c in todo if (f := staged_calls(settings, c)) is not None}
+        for i, files in enumerate(_groups([f for c in staged for f in staged[c]]), start=1):
+            log.info("staged calls, group %d: %d file(s)", i, len(files))
+            write(spark.read.parquet(*files))
+        rest = [c for c in todo if c not in staged]
+        if rest:
+            write_from_bronze(spark, settings, bronze.where(F.col("source_checksum").isin(rest)), rest,
+                              reference, write, result)
+        for c in todo:
+            clear_staging(settings, c, calls_staging_root(settings))
+        result.details["staged_sources"] = len(staged)
         new_g = count_where(spark, settings, "silver.genotypes", _in("source_checksum", todo))
         result.rows_read = count_where(spark, settings, "bronze.vcf_variants", _in("source_checksum", todo))
         result.rows_accepted = result.rows_read

@@ -36,7 +36,7 @@ from schemas import get_table
 JOB = "ingest_vcf"
 VCF_SUFFIXES = (".vcf", ".vcf.gz", ".vcf.bgz", ".bcf")
 TASK_SCHEMA = ("path string, checksum string, header_json string, center_id string, run_id string, "
-               "chunk_id int, chunk_json string, staging string")
+               "chunk_id int, chunk_json string, staging string, persons_json string, calls_staging string")
 BLOCK_BYTES = 8 << 20
 
 
@@ -50,6 +50,15 @@ def quarantine_arrow_schema() -> pa.Schema:
 
 def staging_root(settings: Settings) -> str:
     return f"{settings.lake_root}/_staging/vcf"
+
+
+def calls_staging_root(settings: Settings) -> str:
+    """Non-reference calls found while parsing, waiting for clean_variants to commit them."""
+    return f"{settings.lake_root}/_staging/genotypes"
+
+
+def genotypes_arrow_schema() -> pa.Schema:
+    return to_arrow_schema(get_table("silver.genotypes").spark_schema(), timezone="UTC")
 
 
 def _fs(uri: str):
@@ -76,6 +85,7 @@ def parse_chunks(batches):
     import json
 
     from connectors.vcf_arrow import parse_lines
+    from connectors.vcf_carriers import carrier_rows
 
     schema = bronze_arrow_schema()
     qschema = quarantine_arrow_schema()
@@ -85,6 +95,8 @@ def parse_chunks(batches):
         for task in batch.to_pylist():
             header = VcfHeader.from_json(task["header_json"])
             chunk = Chunk(**json.loads(task["chunk_json"]))
+            persons = json.loads(task["persons_json"]) if task["persons_json"] else None
+            calls = _CallsWriter(task) if persons else None
             rejected = []
             for lines, numbers in _blocks(task["path"], chunk, header.header_lines):
                 cols, kept, rej = parse_lines(lines, numbers, header, gtype)
@@ -92,6 +104,9 @@ def parse_chunks(batches):
                 n = len(kept)
                 if not n:
                     continue
+                if calls is not None:
+                    calls.write(carrier_rows(cols, header.samples, persons, header.build,
+                                             task["center_id"], task["checksum"], task["run_id"]))
                 cols.update(
                     line=pa.array([numbers[i] for i in kept], pa.int64()),
                     build=pa.array([header.build] * n, pa.string()),
@@ -104,6 +119,35 @@ def parse_chunks(batches):
                 yield pa.RecordBatch.from_arrays([cols[f.name] for f in schema], schema=schema)
             if rejected:
                 _stage_rejects(task, rejected, qschema, now)
+            if calls is not None:
+                calls.close()
+
+
+class _CallsWriter:
+    """Streams one chunk's carrier rows to a staged Parquet file, published by rename."""
+
+    def __init__(self, task: dict):
+        self.task, self.writer, self.schema = task, None, genotypes_arrow_schema()
+        self.fs, root = _fs(task["calls_staging"])
+        self.folder = f"{root}/{task['checksum']}"
+        self.final = f"{self.folder}/chunk-{task['chunk_id']:05d}.parquet"
+        self.tmp = f"{self.folder}/.chunk-{task['chunk_id']:05d}.parquet.tmp"
+
+    def write(self, table: pa.Table | None) -> None:
+        import pyarrow.parquet as pq
+
+        if table is None or not table.num_rows:
+            return
+        table = pa.table([table.column(f.name).cast(f.type) for f in self.schema], schema=self.schema)
+        if self.writer is None:
+            self.fs.create_dir(self.folder, recursive=True)
+            self.writer = pq.ParquetWriter(self.tmp, self.schema, filesystem=self.fs)
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.fs.move(self.tmp, self.final)
 
 
 def _stage_rejects(task: dict, rejected: list, qschema: pa.Schema, now: datetime) -> None:
@@ -142,10 +186,23 @@ def staged_rejects(settings: Settings, checksum: str) -> pa.Table | None:
     return pa.concat_tables([pq.read_table(f, filesystem=fs) for f in files])
 
 
-def clear_staging(settings: Settings, checksum: str) -> None:
+def staged_calls(settings: Settings, checksum: str) -> list[str] | None:
+    """URIs of the staged call files of a source, or None if its parse did not stage them."""
     from pyarrow import fs as pafs
 
-    fs, root = _fs(staging_root(settings))
+    fs, root = _fs(calls_staging_root(settings))
+    folder = f"{root}/{checksum}"
+    if fs.get_file_info(f"{folder}/_SUCCESS").type == pafs.FileType.NotFound:
+        return None
+    infos = fs.get_file_info(pafs.FileSelector(folder))
+    base = calls_staging_root(settings)
+    return sorted(f"{base}/{checksum}/{i.base_name}" for i in infos if i.base_name.endswith(".parquet"))
+
+
+def clear_staging(settings: Settings, checksum: str, root_uri: str | None = None) -> None:
+    from pyarrow import fs as pafs
+
+    fs, root = _fs(root_uri or staging_root(settings))
     if fs.get_file_info(f"{root}/{checksum}").type != pafs.FileType.NotFound:
         fs.delete_dir(f"{root}/{checksum}")
 
@@ -160,6 +217,11 @@ def _task_error(path: str, exc: Exception) -> InputError:
     text = str(exc)
     m = re.search(r"InputError: ([^\n]+)", text)
     return InputError(m.group(1) if m else f"{path}: could not be parsed ({text.splitlines()[0][:300]})")
+
+
+def _persons(settings: Settings, rows, center_id: str) -> dict[str, str]:
+    key = load_key(settings)
+    return {r.sample_id: person_id(key, r.assigning_authority or center_id, r.patient_id) for r in rows}
 
 
 def upsert_samples(spark: SparkSession, settings: Settings, manifest_path: str, center_id: str,
@@ -216,24 +278,34 @@ def record_header(spark: SparkSession, settings: Settings, row: dict) -> None:
 
 
 def ingest_file(spark: SparkSession, settings: Settings, result: JobResult, path: str, checksum: str,
-                header: VcfHeader, center_id: str) -> None:
+                header: VcfHeader, center_id: str, persons: list[str | None] | None = None) -> None:
+    """Parse one file into bronze (one commit); with ``persons`` (from the manifest, per sample
+    column) the tasks also stage its non-reference calls for clean_variants."""
     # enough chunks for every core, and small enough that no task holds much of a big file
     target = max(4 * (os.cpu_count() or 2), -(-os.path.getsize(path) // (16 << 20)))
     chunks = plan_chunks(path, header.contigs, target)
     clear_staging(settings, checksum)
+    clear_staging(settings, checksum, calls_staging_root(settings))
     tasks = [{"path": path, "checksum": checksum, "header_json": header.to_json(), "center_id": center_id,
               "run_id": result.run_id, "chunk_id": i, "chunk_json": _json(c.to_dict()),
-              "staging": staging_root(settings)} for i, c in enumerate(chunks)]
+              "staging": staging_root(settings),
+              "persons_json": _json(persons) if persons else None,
+              "calls_staging": calls_staging_root(settings)} for i, c in enumerate(chunks)]
     try:
         append(parsed_records(spark, tasks), settings, "bronze.vcf_variants")
-    except InputError:
-        clear_staging(settings, checksum)
-        raise
     except Exception as exc:
         clear_staging(settings, checksum)
+        clear_staging(settings, checksum, calls_staging_root(settings))
+        if isinstance(exc, InputError):
+            raise
         raise _task_error(path, exc) from exc
     record_header(spark, settings, header_row(header, path, checksum, center_id, result.run_id))
     commit_rejects(spark, settings, checksum)
+    if persons:
+        fs, root = _fs(calls_staging_root(settings))
+        fs.create_dir(f"{root}/{checksum}", recursive=True)
+        with fs.open_output_stream(f"{root}/{checksum}/_SUCCESS") as out:
+            out.write(result.run_id.encode())
     result.details.setdefault("chunks", {})[path] = len(chunks)
 
 
@@ -278,9 +350,11 @@ def run(spark: SparkSession, settings: Settings, paths: list[str], center_id: st
             result.details["samples"] = upsert_samples(
                 spark, settings, manifest, center_id, sha256_file(manifest), build
             )
+        persons_of = _persons(settings, manifest_rows, center_id) if manifest_rows else {}
         for f, header in todo:
+            persons = [persons_of.get(x) for x in header.samples] if persons_of else None
             try:
-                ingest_file(spark, settings, result, f, checksums[f], header, center_id)
+                ingest_file(spark, settings, result, f, checksums[f], header, center_id, persons)
             except InputError as exc:
                 failed.append(str(exc))
         run_filter = f"ingest_run_id = '{result.run_id}'"
