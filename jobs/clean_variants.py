@@ -149,7 +149,8 @@ def batch_samples(spark: SparkSession, settings: Settings, todo: list[str]) -> l
     return [(r.center_id, list(r.samples)) for r in rows if r.samples]
 
 
-GENOTYPES_PER_SLICE = 8_000_000
+GENOTYPES_PER_SLICE = 8_000_000  # bronze genotypes exploded per engine-path slice
+STAGED_ROWS_PER_COMMIT = 2_000_000  # staged calls per write; bounds the partitioning shuffle
 
 
 def needs_merge(spark: SparkSession, settings: Settings, todo: list[str]) -> bool:
@@ -194,7 +195,7 @@ def pending_checksums(spark: SparkSession, settings: Settings) -> list[str]:
 
 
 def _groups(files: list[str]) -> list[list[str]]:
-    """Staged files in groups of about GENOTYPES_PER_SLICE rows (read from their footers)."""
+    """Staged files in groups of about STAGED_ROWS_PER_COMMIT rows (read from their footers)."""
     import pyarrow.parquet as pq
     from pyarrow import fs as pafs
 
@@ -202,7 +203,7 @@ def _groups(files: list[str]) -> list[list[str]]:
     for f in files:
         fs, path = pafs.FileSystem.from_uri(f)
         n = pq.ParquetFile(path, filesystem=fs).metadata.num_rows
-        if current and rows + n > GENOTYPES_PER_SLICE:
+        if current and rows + n > STAGED_ROWS_PER_COMMIT:
             groups.append(current)
             current, rows = [], 0
         current.append(f)
