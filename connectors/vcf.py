@@ -78,6 +78,10 @@ def read_header(path: str, build: str | None = None) -> VcfHeader:
         if "truncated" in str(exc).lower() or "EOF" in str(exc):
             raise InputError(f"{path}: truncated or corrupt compressed file ({exc})") from exc
         raise InputError(f"{path}: not a readable VCF/BCF with a valid header ({exc})") from exc
+    from_header = guess_build(meta, contigs)
+    if build and from_header and build != from_header:
+        raise InputError(f"{path}: the header says {from_header} but {build} was given "
+                         "(--build or the manifest); fix whichever is wrong")
     n_header = 0
     if fmt != "bcf":
         with open_text(path) as fh:
@@ -87,7 +91,7 @@ def read_header(path: str, build: str | None = None) -> VcfHeader:
                 n_header += 1
     return VcfHeader(
         path=str(path), samples=samples, contigs=contigs, info=info, formats=formats,
-        build=build or guess_build(meta, contigs), header_lines=n_header, meta=meta,
+        build=from_header or build, header_lines=n_header, meta=meta,
     )
 
 

@@ -324,6 +324,12 @@ def run(spark: SparkSession, settings: Settings, paths: list[str], center_id: st
     params = {"paths": files, "center_id": center_id, "manifest": manifest, "build": build}
     with track_run(spark, settings, JOB, params, center_id) as result:
         manifest_rows = read_manifest(manifest) if manifest else None
+        if build is None and manifest_rows:  # the manifest names the build when the header does not
+            builds = {r.build for r in manifest_rows if r.build}
+            if len(builds) > 1:
+                raise InputError(f"manifest {manifest}: samples on different builds {sorted(builds)}; "
+                                 "send one manifest per build")
+            build = builds.pop() if builds else None
         checksums = {f: sha256_file(f) for f in files}
         result.inputs, result.checksums = files, list(checksums.values())
         landed = landed_checksums(spark, settings, "bronze.vcf_variants", result.checksums)

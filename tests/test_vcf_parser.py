@@ -97,3 +97,14 @@ def test_manifest_checks(tmp_path):
     with pytest.raises(InputError, match="line 3"):
         read_manifest(bad)
     shutil.copy(m, tmp_path / "copy.tsv")
+
+
+def test_build_from_header_or_given_and_conflict_is_an_error(vcf, tmp_path):
+    assert read_header(str(vcf), "GRCh38").build == "GRCh38"
+    with pytest.raises(InputError, match="header says GRCh38 but GRCh37 was given"):
+        read_header(str(vcf), "GRCh37")
+    bare = tmp_path / "nobuild.vcf"
+    bare.write_text("##fileformat=VCFv4.1\n##contig=<ID=7,length=1000>\n"
+                    "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n7\t5\t.\tA\tG\t.\t.\t.\n")
+    assert read_header(str(bare)).build is None
+    assert read_header(str(bare), "GRCh37").build == "GRCh37"
