@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_TOOLS := bcftools samtools tabix
 
-.PHONY: help install tools uv venv demo test test-local test-classic lint bench clean
+.PHONY: help install tools uv venv demo test test-local test-classic lint bench bench-hail clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -44,6 +44,16 @@ test-local:
 
 test-classic:
 	OMICSLAKE_TEST_ENGINE=classic $(BIN)/pytest -q -m engine_matrix
+
+bench: install  ## genomics ingest throughput and peak memory at two sizes, against bcftools view -Ob
+	$(BIN)/python benchmarks/genomics_ingest.py --samples 1000 --sites 20000 --sites 40000
+
+bench-hail: bench  ## the same files through Hail 0.2 import_vcf().write() in its own venv (pyspark 3.5)
+	@test -x benchmarks/.hail-venv/bin/python || ($(UV) venv benchmarks/.hail-venv --python $(PYTHON) -q \
+	  && $(UV) pip install --python benchmarks/.hail-venv/bin/python -q hail)
+	for f in benchmarks/out/msprime_1000x20000.vcf.gz benchmarks/out/msprime_1000x40000.vcf.gz; do \
+	  for p in "" 2; do benchmarks/.hail-venv/bin/python benchmarks/hail_import_vcf.py $$f /tmp/hail.mt $$p \
+	    2>/dev/null | grep HAIL; done; done
 
 clean:
 	rm -rf $(VENV) .omicslake .pytest_cache .ruff_cache
