@@ -2,13 +2,13 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from net import free_port
 
 OMICSLAKE = [sys.executable, "-m", "omicslake.cli"]
 DATA_TABLES = ["bronze.vcf_variants", "quarantine.vcf", "silver.samples", "silver.variants",
@@ -77,15 +77,9 @@ def test_errors_are_clear(home):
     assert "Settings (environment variables)" in cli(home, "--help").stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_serve_and_connect_from_another_process(demo_home):
     home, _ = demo_home
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "OMICSLAKE_HOME": str(home)}
     server = subprocess.Popen([*OMICSLAKE, "serve", "--port", str(port)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

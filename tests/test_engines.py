@@ -37,27 +37,20 @@ def test_remote_profile_against_a_standalone_sail_server(tmp_path):
     """OMICSLAKE_ENGINE=remote on a separate `sail spark server` process, as infra/ starts it."""
     import json
     import os
-    import socket
     import subprocess
     import sys
-    import time
     from pathlib import Path
+
+    from net import free_port, wait_for_port
 
     if os.environ.get("OMICSLAKE_TEST_ENGINE", "local") != "local":
         pytest.skip("runs with the local suite")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     sail = Path(sys.executable).parent / "sail"
     server = subprocess.Popen([str(sail), "spark", "server", "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_for_port(port)
         env = {**os.environ, "OMICSLAKE_HOME": str(tmp_path), "OMICSLAKE_ENGINE": "remote",
                "SPARK_REMOTE": f"sc://127.0.0.1:{port}"}
         run = [sys.executable, "-m", "omicslake.cli"]
