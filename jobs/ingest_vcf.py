@@ -25,6 +25,7 @@ from connectors.manifest import check_samples, read_manifest
 from connectors.vcf import VcfHeader, read_header
 from connectors.vcf_chunks import Chunk, locate_lines, plan_chunks, read_chunk
 from jobs.common import expand_inputs, main_for
+from omicslake import staging
 from omicslake.checksums import sha256_file
 from omicslake.errors import InputError
 from omicslake.pseudonym import load_key, person_id
@@ -59,12 +60,6 @@ def calls_staging_root(settings: Settings) -> str:
 
 def genotypes_arrow_schema() -> pa.Schema:
     return to_arrow_schema(get_table("silver.genotypes").spark_schema(), timezone="UTC")
-
-
-def _fs(uri: str):
-    from pyarrow import fs
-
-    return fs.FileSystem.from_uri(uri)
 
 
 def _blocks(path: str, chunk: Chunk, header_lines: int):
@@ -128,7 +123,7 @@ class _CallsWriter:
 
     def __init__(self, task: dict):
         self.task, self.writer, self.schema = task, None, genotypes_arrow_schema()
-        self.fs, root = _fs(task["calls_staging"])
+        self.fs, root = staging.filesystem(task["calls_staging"])
         self.folder = f"{root}/{task['checksum']}"
         self.final = f"{self.folder}/chunk-{task['chunk_id']:05d}.parquet"
         self.tmp = f"{self.folder}/.chunk-{task['chunk_id']:05d}.parquet.tmp"
@@ -151,8 +146,6 @@ class _CallsWriter:
 
 
 def _stage_rejects(task: dict, rejected: list, qschema: pa.Schema, now: datetime) -> None:
-    import pyarrow.parquet as pq
-
     unknown = {r.raw for r in rejected if r.line is None}
     lines = locate_lines(task["path"], unknown) if unknown else {}
     rows = []
@@ -165,46 +158,22 @@ def _stage_rejects(task: dict, rejected: list, qschema: pa.Schema, now: datetime
             "line": line, "reason": r.reason, "raw": r.raw, "ingest_run_id": task["run_id"],
             "quarantined_at": now,
         })
-    fs, root = _fs(task["staging"])
-    folder = f"{root}/{task['checksum']}"
-    fs.create_dir(folder, recursive=True)
-    tmp = f"{folder}/.chunk-{task['chunk_id']:05d}.parquet.tmp"
-    pq.write_table(pa.Table.from_pylist(rows, schema=qschema), tmp, filesystem=fs)
-    fs.move(tmp, f"{folder}/chunk-{task['chunk_id']:05d}.parquet")  # a retried task replaces it
+    staging.write_table(task["staging"], task["checksum"], f"chunk-{task['chunk_id']:05d}.parquet",
+                        pa.Table.from_pylist(rows, schema=qschema))
 
 
 def staged_rejects(settings: Settings, checksum: str) -> pa.Table | None:
-    import pyarrow.parquet as pq
-    from pyarrow import fs as pafs
-
-    fs, root = _fs(staging_root(settings))
-    folder = f"{root}/{checksum}"
-    infos = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
-    files = sorted(i.path for i in infos if i.path.endswith(".parquet"))
-    if not files:
-        return None
-    return pa.concat_tables([pq.read_table(f, filesystem=fs) for f in files])
+    return staging.read(staging_root(settings), checksum)
 
 
 def staged_calls(settings: Settings, checksum: str) -> list[str] | None:
     """URIs of the staged call files of a source, or None if its parse did not stage them."""
-    from pyarrow import fs as pafs
-
-    fs, root = _fs(calls_staging_root(settings))
-    folder = f"{root}/{checksum}"
-    if fs.get_file_info(f"{folder}/_SUCCESS").type == pafs.FileType.NotFound:
-        return None
-    infos = fs.get_file_info(pafs.FileSelector(folder))
-    base = calls_staging_root(settings)
-    return sorted(f"{base}/{checksum}/{i.base_name}" for i in infos if i.base_name.endswith(".parquet"))
+    root = calls_staging_root(settings)
+    return staging.files(root, checksum) if staging.is_done(root, checksum) else None
 
 
 def clear_staging(settings: Settings, checksum: str, root_uri: str | None = None) -> None:
-    from pyarrow import fs as pafs
-
-    fs, root = _fs(root_uri or staging_root(settings))
-    if fs.get_file_info(f"{root}/{checksum}").type != pafs.FileType.NotFound:
-        fs.delete_dir(f"{root}/{checksum}")
+    staging.clear(root_uri or staging_root(settings), checksum)
 
 
 def parsed_records(spark: SparkSession, tasks: list[dict]) -> DataFrame:
@@ -302,10 +271,7 @@ def ingest_file(spark: SparkSession, settings: Settings, result: JobResult, path
     record_header(spark, settings, header_row(header, path, checksum, center_id, result.run_id))
     commit_rejects(spark, settings, checksum)
     if persons:
-        fs, root = _fs(calls_staging_root(settings))
-        fs.create_dir(f"{root}/{checksum}", recursive=True)
-        with fs.open_output_stream(f"{root}/{checksum}/_SUCCESS") as out:
-            out.write(result.run_id.encode())
+        staging.mark_done(calls_staging_root(settings), checksum, result.run_id)
     result.details.setdefault("chunks", {})[path] = len(chunks)
 
 

@@ -1,0 +1,112 @@
+"""MLLP listener: HL7 v2 over TCP, each message on disk (fsynced) before its ACK goes out.
+
+Framing is ``0x0B message 0x1C 0x0D``; a connection may carry many messages, and many
+connections are served at once (asyncio). A message that parses is landed under
+``landing/hl7/<center>/`` and acknowledged AA; one that does not is landed under
+``landing/hl7-rejected/<center>/`` (nothing received is dropped) and answered AE or AR with the
+reason. Landing is write-to-temp, fsync, rename, fsync of the folder, so a message that was
+ACKed survives the process being killed right after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from connectors.hl7 import HL7Error, ack, parse, read_header
+
+START, END, CR = b"\x0b", b"\x1c", b"\x0d"
+MAX_MESSAGE = 16 << 20
+log = logging.getLogger(__name__)
+
+
+def frame(text: str) -> bytes:
+    return START + text.encode("utf-8") + END + CR
+
+
+def land(folder: Path, payload: bytes, control_id: str | None) -> Path:
+    """Write durably: temp file, fsync, rename into place, fsync the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    safe = "".join(c for c in (control_id or "nocid") if c.isalnum() or c in "-_.")[:64] or "nocid"
+    final = folder / f"{time.time_ns()}-{safe}-{uuid.uuid4().hex[:8]}.hl7"
+    tmp = folder / f".{final.name}.tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(payload)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return final
+
+
+@dataclass
+class Stats:
+    accepted: int = 0
+    rejected: int = 0
+    connections: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class MllpServer:
+    def __init__(self, landing: Path, center_id: str, host: str = "127.0.0.1", port: int = 2575):
+        self.accepted_dir = landing / "hl7" / center_id
+        self.rejected_dir = landing / "hl7-rejected" / center_id
+        self.host, self.port, self.stats = host, port, Stats()
+        self._server: asyncio.base_events.Server | None = None
+
+    def handle_message(self, payload: bytes) -> bytes:
+        """Land one framed payload and return the framed ACK (blocking: runs in a thread)."""
+        text = payload.decode("utf-8", errors="replace").replace("\r\n", "\r").replace("\n", "\r")
+        try:
+            parse(text)
+        except HL7Error as exc:
+            try:
+                cid = exc.control_id or read_header(text).control_id
+            except HL7Error:
+                cid = None
+            land(self.rejected_dir, payload, cid)
+            self.stats.rejected += 1
+            return frame(ack(text, exc.ack_code, str(exc), cid))
+        cid = read_header(text).control_id
+        land(self.accepted_dir, payload, cid)
+        self.stats.accepted += 1
+        return frame(ack(text, "AA", control_id=cid))
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.stats.connections += 1
+        peer = writer.get_extra_info("peername")
+        try:
+            while True:
+                try:
+                    await reader.readuntil(START)
+                    body = await reader.readuntil(END + CR)
+                except asyncio.IncompleteReadError:
+                    break
+                except asyncio.LimitOverrunError:
+                    self.stats.errors.append(f"{peer}: message over {MAX_MESSAGE} bytes")
+                    break
+                reply = await asyncio.to_thread(self.handle_message, body[:-2])
+                writer.write(reply)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    async def start(self) -> tuple[str, int]:
+        self._server = await asyncio.start_server(self._client, self.host, self.port, limit=MAX_MESSAGE)
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return host, port
+
+    async def serve_forever(self) -> None:
+        if self._server is None:
+            await self.start()
+        async with self._server:
+            await self._server.serve_forever()

@@ -1,0 +1,66 @@
+"""Files that Spark tasks write next to the lake for the driver to commit after the main write.
+
+Sail does not cache a DataFrame, so a task that must produce two outputs (accepted rows and
+rejects, or bronze rows and derived calls) writes the second one here, one Parquet file per
+task, published by rename so a retried task replaces its own file. ``pyarrow.fs`` makes the
+same code work on a folder, S3 or HDFS.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyarrow import fs as pafs
+
+
+def filesystem(uri: str):
+    return pafs.FileSystem.from_uri(uri)
+
+
+def folder(root_uri: str, key: str) -> str:
+    return f"{root_uri.rstrip('/')}/{key}"
+
+
+def write_table(root_uri: str, key: str, name: str, table: pa.Table) -> None:
+    fs, root = filesystem(root_uri)
+    target = f"{root}/{key}"
+    fs.create_dir(target, recursive=True)
+    tmp = f"{target}/.{name}.tmp"
+    pq.write_table(table, tmp, filesystem=fs)
+    fs.move(tmp, f"{target}/{name}")
+
+
+def _published(root_uri: str, key: str) -> list:
+    fs, root = filesystem(root_uri)
+    infos = fs.get_file_info(pafs.FileSelector(f"{root}/{key}", allow_not_found=True))
+    return sorted((i for i in infos if i.base_name.endswith(".parquet") and not i.base_name.startswith(".")),
+                  key=lambda i: i.base_name)
+
+
+def files(root_uri: str, key: str) -> list[str]:
+    """URIs of the published Parquet files under ``key`` (temp files are not listed)."""
+    return [f"{folder(root_uri, key)}/{i.base_name}" for i in _published(root_uri, key)]
+
+
+def read(root_uri: str, key: str) -> pa.Table | None:
+    fs, _ = filesystem(root_uri)
+    paths = [i.path for i in _published(root_uri, key)]
+    return pa.concat_tables([pq.read_table(p, filesystem=fs) for p in paths]) if paths else None
+
+
+def mark_done(root_uri: str, key: str, text: str) -> None:
+    fs, root = filesystem(root_uri)
+    fs.create_dir(f"{root}/{key}", recursive=True)
+    with fs.open_output_stream(f"{root}/{key}/_SUCCESS") as out:
+        out.write(text.encode())
+
+
+def is_done(root_uri: str, key: str) -> bool:
+    fs, root = filesystem(root_uri)
+    return fs.get_file_info(f"{root}/{key}/_SUCCESS").type != pafs.FileType.NotFound
+
+
+def clear(root_uri: str, key: str) -> None:
+    fs, root = filesystem(root_uri)
+    if fs.get_file_info(f"{root}/{key}").type != pafs.FileType.NotFound:
+        fs.delete_dir(f"{root}/{key}")
