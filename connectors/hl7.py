@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 SUPPORTED_VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2")
 _SEGMENT_END_B = re.compile(rb"\r\n|\n|\r")
 _ENVELOPE = ("FHS", "BHS", "BTS", "FTS")
+_SEGMENT = re.compile(r"[A-Z][A-Z0-9]{2}(?:[|^~\\&#]|$)")
 
 
 class HL7Error(ValueError):
@@ -53,19 +54,19 @@ def split_messages(data: bytes, encoding: str = "utf-8") -> list[Message]:
     current: list[str] = []
     start = 0
     pos = 0
+    junk = False
     for m in _SEGMENT_END_B.finditer(data + b"\n"):
         raw, line_start, pos = data[pos:m.start()], pos, m.end()
         line = raw.decode(encoding, errors="replace").strip(" ")
         if not line.strip() or line.startswith(_ENVELOPE):
             continue
-        if line.startswith("MSH"):
+        is_segment = bool(_SEGMENT.match(line))
+        if line.startswith("MSH") or (is_segment and junk) or (not is_segment and not junk):
             if current:
                 out.append(Message(start, "\r".join(current) + "\r"))
-            current, start = [line], line_start
-        elif current:
+            current, start, junk = [line], line_start, not line.startswith("MSH")
+        else:  # a segment of the current message, or more text that is not HL7
             current.append(line)
-        else:  # text before any MSH: a message of its own, which will be rejected
-            out.append(Message(line_start, line + "\r"))
     if current:
         out.append(Message(start, "\r".join(current) + "\r"))
     return out

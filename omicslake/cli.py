@@ -324,5 +324,61 @@ def ingest_bam_cmd(paths, center_id, manifest, targets, reference) -> None:
     click.echo(result.summary())
 
 
+@ingest.command("hl7")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--center", "center_id", required=True, help="Sending center id.")
+def ingest_hl7_cmd(paths, center_id) -> None:
+    """Ingest HL7 v2 files, folders or the MLLP landing zone into bronze.hl7_messages.
+
+    \b
+    Segments may end in \\r, \\n or \\r\\n; a file may hold many messages. Messages that
+    cannot be accepted go to quarantine.hl7 with file, byte offset, control id and reason.
+    """
+    from jobs import ingest_hl7
+
+    settings = load_settings()
+    spark = _spark(settings)
+    with _status(f"ingesting HL7 from {len(paths)} path(s)"):
+        result = ingest_hl7.run(spark, settings, list(paths), center_id)
+    click.echo(result.summary())
+
+
+@main.command()
+@click.option("--port", default=2575, show_default=True, help="TCP port to listen on.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 for all).")
+@click.option("--center", "center_id", required=True, help="Center whose HIS/LIS sends to this port.")
+def mllp(port: int, host: str, center_id: str) -> None:
+    """Receive HL7 v2 over MLLP; land each message durably, then ACK it.
+
+    \b
+    AA: parsed and landed in STATE/landing/hl7/CENTER/.
+    AE/AR: landed in STATE/landing/hl7-rejected/CENTER/, with the reason in MSA-3 and ERR.
+    Load the landed messages with `omicslake ingest hl7 STATE/landing/hl7/CENTER --center CENTER`
+    (the clinical DAG does this).
+    """
+    import asyncio
+
+    from connectors.mllp import MllpServer
+
+    settings = load_settings()
+    server = MllpServer(settings.landing_dir, center_id, host, port)
+
+    async def main_loop() -> None:
+        h, p = await server.start()
+        click.echo(f"omicslake MLLP listening on {h}:{p} for {center_id}; landing in "
+                   f"{server.accepted_dir}", err=False)
+        sys.stdout.flush()
+        await server.serve_forever()
+
+    def _stop(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        asyncio.run(main_loop())
+    except KeyboardInterrupt:
+        click.echo(f"stopped: {server.stats.accepted} accepted, {server.stats.rejected} rejected", err=True)
+
+
 if __name__ == "__main__":
     main()

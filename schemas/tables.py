@@ -241,6 +241,29 @@ ALIGNMENT_QC = Table(
     keys=("center_id", "sample_id", "source_checksum"),
 )
 
+# --- clinical ---------------------------------------------------------------------------------
+
+HL7_MESSAGES = bronze(
+    "hl7_messages",
+    (
+        col("message_control_id", STRING, True, "MSH-10"),
+        col("message_type", STRING, True, "MSH-9.1, e.g. ADT or ORU"),
+        col("trigger_event", STRING, doc="MSH-9.2, e.g. A01 or R01"),
+        col("message_structure", STRING, doc="MSH-9.3"),
+        col("version", STRING, True, "MSH-12"),
+        col("sending_application", STRING),
+        col("sending_facility", STRING),
+        col("receiving_application", STRING),
+        col("receiving_facility", STRING),
+        col("message_time", TIMESTAMP, doc="MSH-7 in UTC"),
+        col("segments", T.ArrayType(STRING), doc="segment ids in order"),
+        col("raw", STRING, True, "the whole message, segments joined by \\r"),
+        col("byte_offset", LONG, doc="where the message starts in its source file"),
+    ),
+    "One row per HL7 v2 message as received (files or MLLP landing), with its MSH fields.",
+    keys=("source_checksum", "byte_offset"),
+)
+
 # --- gold ------------------------------------------------------------------------------------
 
 COHORT_DEFINITIONS = Table(
@@ -273,6 +296,7 @@ COHORT = Table(
 # --- quarantine ------------------------------------------------------------------------------
 
 QUARANTINE_VCF = quarantine("vcf", "VCF/BCF records and manifests that could not be accepted.")
+QUARANTINE_HL7 = quarantine("hl7", "HL7 v2 messages that could not be parsed or are not supported.")
 
 ALL_TABLES: tuple[Table, ...] = (
     CENTERS,
@@ -285,7 +309,9 @@ ALL_TABLES: tuple[Table, ...] = (
     VARIANTS,
     GENOTYPES,
     ALIGNMENT_QC,
+    HL7_MESSAGES,
     COHORT_DEFINITIONS,
     COHORT,
     QUARANTINE_VCF,
+    QUARANTINE_HL7,
 )

@@ -1,0 +1,147 @@
+"""HL7 v2: parsing real-format messages, the file ingest, and the MLLP listener over loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from net import free_port, wait_for_port
+
+from connectors.hl7 import HL7Error, ack, hl7_timestamp, parse, read_header, split_messages
+from connectors.mllp import END, START, frame
+from jobs import ingest_hl7
+
+DATA = Path(__file__).parent / "data" / "hl7"
+
+
+def test_split_handles_every_separator_and_reports_offsets():
+    data = (DATA / "mixed_batch.hl7").read_bytes()
+    msgs = split_messages(data)
+    assert len(msgs) == 6
+    for m in msgs:
+        assert data[m.offset:m.offset + 3] in (b"MSH", b"thi")
+    ids = [read_header(m.text).control_id for m in msgs[:5]]
+    assert ids == ["ADT0001", "LAB0001", "ADT0002", "ADT0003", "ADT0004"]
+    assert all("\n" not in m.text for m in msgs)
+
+
+def test_parse_reads_fields_repeats_escapes_and_z_segments():
+    msgs = split_messages((DATA / "mixed_batch.hl7").read_bytes())
+    h, msg = parse(msgs[0].text)
+    assert (h.message_type, h.trigger_event, h.version) == ("ADT", "A01", "2.5.1")
+    assert h.segments[-1] == "ZPI"
+    pid3 = msg.pid.pid_3
+    assert [r.cx_1.value for r in pid3] == ["MRN0001", "ID3301"]  # repeated field
+    assert msg.dg1.dg1_3.to_er7() == "E11.9^Type 2 diabetes mellitus without complications^I10"
+    _, oru = parse(msgs[1].text)
+    obx = [s for s in oru.children if s.name == "OBX"]
+    assert obx[0].obx_3.ce_1.value == "4548-4" and obx[0].obx_8.value == "H"
+    assert obx[2].obx_5.to_er7() == "Fasting \\S\\ verified\\E\\ok"  # escapes kept as sent
+    h3, _ = parse(msgs[2].text)  # \r\n separators, no PV1, v2.3
+    assert h3.version == "2.3" and "PV1" not in h3.segments
+    with pytest.raises(HL7Error, match="version '2.1' is not supported") as err:
+        parse(msgs[4].text)
+    assert err.value.ack_code == "AR" and err.value.control_id == "ADT0004"
+    assert hl7_timestamp("20260301083000+0800").isoformat() == "2026-03-01T00:30:00"
+
+
+def test_ack_echoes_control_id_and_escapes_the_error():
+    text = split_messages((DATA / "oru_r01.hl7").read_bytes())[0].text
+    a = ack(text, "AA")
+    assert a.split("\r")[1] == "MSA|AA|LAB0001"
+    e = ack(text, "AE", "bad | value")
+    msa = e.split("\r")[1].split("|")
+    assert msa[:3] == ["MSA", "AE", "LAB0001"] and "\\F\\" in msa[3]
+
+
+def test_ingest_hl7_quarantines_bad_messages_and_is_idempotent(fresh_lake):
+    spark, s = fresh_lake
+    paths = [str(DATA / "mixed_batch.hl7"), str(DATA / "oru_r01.hl7")]
+    r = ingest_hl7.run(spark, s, paths, "PRV-N")
+    assert (r.rows_read, r.rows_accepted, r.rows_quarantined) == (7, 5, 2)
+    rows = spark.sql("SELECT message_control_id, message_type, trigger_event, byte_offset "
+                     "FROM bronze.hl7_messages ORDER BY source_uri, byte_offset").collect()
+    assert [(x.message_control_id, x.trigger_event) for x in rows] == [
+        ("ADT0001", "A01"), ("LAB0001", "R01"), ("ADT0002", "A08"), ("ADT0003", "A40"), ("LAB0001", "R01")]
+    q = spark.sql("SELECT location, reason FROM quarantine.hl7 ORDER BY location").collect()
+    assert [x.location for x in q] == ["offset 1355, control id ADT0004", "offset 1438"]
+    again = ingest_hl7.run(spark, s, paths, "PRV-N")
+    assert again.status == "skipped"
+    assert spark.table("bronze.hl7_messages").count() == 5 and spark.table("quarantine.hl7").count() == 2
+
+
+def _send(port: int, payloads: list[str]) -> list[str]:
+    """One connection, many messages; returns the ACK texts."""
+    acks = []
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        f = sock.makefile("rb")
+        for p in payloads:
+            sock.sendall(frame(p))
+            buf = b""
+            while not buf.endswith(END + b"\r"):
+                chunk = f.read1(4096)
+                assert chunk, "connection closed before the ACK"
+                buf += chunk
+            assert buf.startswith(START)
+            acks.append(buf[1:-2].decode())
+    return acks
+
+
+@pytest.fixture()
+def mllp_server(tmp_path):
+    port = free_port()
+    env = {**os.environ, "OMICSLAKE_HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen([sys.executable, "-m", "omicslake.cli", "mllp", "--port", str(port),
+                             "--center", "PRV-N"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for_port(port, 30)
+    yield port, tmp_path / "home" / "state" / "landing", proc
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_mllp_many_clients_many_messages(mllp_server):
+    port, landing, _ = mllp_server
+    good = [m.text for m in split_messages((DATA / "mixed_batch.hl7").read_bytes())]
+    results: dict[int, list[str]] = {}
+
+    def client(k: int) -> None:
+        payloads = [t.replace("ADT0001", f"C{k}-ADT0001").replace("LAB0001", f"C{k}-LAB0001") for t in good]
+        results[k] = _send(port, payloads)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(results) == list(range(6))
+    for k, acks in results.items():
+        msa = [a.split("\r")[1].split("|") for a in acks]
+        assert [m[1] for m in msa] == ["AA", "AA", "AA", "AA", "AR", "AR"]
+        assert msa[0][2] == f"C{k}-ADT0001" and msa[4][2] == "ADT0004"
+        assert "not supported" in msa[4][3]
+    accepted = list((landing / "hl7" / "PRV-N").glob("*.hl7"))
+    rejected = list((landing / "hl7-rejected" / "PRV-N").glob("*.hl7"))
+    assert len(accepted) == 6 * 4 and len(rejected) == 6 * 2
+    assert sum(b"C3-LAB0001" in p.read_bytes() for p in accepted) == 1
+
+
+def test_acked_message_survives_kill(mllp_server, fresh_lake):
+    port, landing, proc = mllp_server
+    text = split_messages((DATA / "oru_r01.hl7").read_bytes())[0].text.replace("LAB0001", "KILL0001")
+    [a] = _send(port, [text])
+    assert a.split("\r")[1] == "MSA|AA|KILL0001"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    [landed] = list((landing / "hl7" / "PRV-N").glob("*.hl7"))
+    assert landed.read_bytes() == text.encode()
+    spark, s = fresh_lake
+    r = ingest_hl7.run(spark, s, [str(landing / "hl7" / "PRV-N")], "PRV-N")
+    assert r.rows_accepted == 1
+    assert spark.sql("SELECT message_control_id FROM bronze.hl7_messages").collect()[0][0] == "KILL0001"
