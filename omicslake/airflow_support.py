@@ -67,6 +67,15 @@ def run_job(module: str, **params: Any) -> dict[str, Any]:
     return result.to_dict()
 
 
+def landing_batches(feed: str) -> list[dict[str, Any]]:
+    """One batch per center folder under STATE/landing/<feed>/ (as the listeners write them)."""
+    root = load_settings().landing_dir / feed
+    if not root.is_dir():
+        return []
+    return [{"center_id": d.name, "paths": [str(d)]} for d in sorted(root.iterdir())
+            if d.is_dir() and any(d.iterdir())]
+
+
 def run_quality(tables: list[str]) -> dict[str, Any]:
     from omicslake.session import get_spark
     from quality.checks import check_tables

@@ -145,3 +145,18 @@ def test_acked_message_survives_kill(mllp_server, fresh_lake):
     r = ingest_hl7.run(spark, s, [str(landing / "hl7" / "PRV-N")], "PRV-N")
     assert r.rows_accepted == 1
     assert spark.sql("SELECT message_control_id FROM bronze.hl7_messages").collect()[0][0] == "KILL0001"
+
+
+def test_clinical_dag_loads_the_landing_zone(settings, tmp_path):
+    """The DAG with no params picks up every center's landing folder, through dag.test()."""
+    from omicslake.airflow_support import test_dag
+    from omicslake.session import get_spark
+
+    folder = settings.landing_dir / "hl7" / "CTY-S1"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "one.hl7").write_bytes((DATA / "oru_r01.hl7").read_bytes())
+    test_dag("omicslake_clinical", {"hl7": []}, settings)
+    spark = get_spark(settings)
+    got = spark.sql("SELECT center_id, message_control_id FROM bronze.hl7_messages "
+                    f"WHERE source_uri LIKE '{folder}%'").collect()
+    assert [(r.center_id, r.message_control_id) for r in got] == [("CTY-S1", "LAB0001")]
