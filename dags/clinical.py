@@ -1,4 +1,4 @@
-"""Clinical feeds: HL7 v2 landed by the MLLP listeners (or dropped as files) -> bronze.
+"""Clinical feeds: HL7 v2 (MLLP landing zone or files) and FHIR R4 (Bundles, NDJSON) -> bronze.
 
 Thin wiring only; the work lives in ``jobs/`` and ``quality/``.
 """
@@ -28,6 +28,10 @@ DEFAULT_ARGS = {"owner": "omicslake-data-eng", "retries": 2, "retry_delay": time
             [], type="array",
             description="[{center_id, paths}] HL7 v2 files; empty: every center's MLLP landing zone",
         ),
+        "fhir": Param(
+            [], type="array",
+            description="[{center_id, paths}] FHIR Bundles / NDJSON; empty: STATE/landing/fhir/<center>",
+        ),
     },
 )
 def omicslake_clinical():
@@ -39,11 +43,19 @@ def omicslake_clinical():
     def ingest_hl7(batch: dict) -> dict:
         return run_job("ingest_hl7", paths=list(batch["paths"]), center_id=batch["center_id"])
 
+    @task
+    def plan_fhir(params=None) -> list[dict]:
+        return list(params["fhir"]) or landing_batches("fhir")
+
+    @task(max_active_tis_per_dag=1)
+    def ingest_fhir(batch: dict) -> dict:
+        return run_job("ingest_fhir", paths=list(batch["paths"]), center_id=batch["center_id"])
+
     @task(trigger_rule="none_failed")
     def check_bronze() -> dict:
-        return run_quality(["bronze.hl7_messages"])
+        return run_quality(["bronze.hl7_messages", "bronze.fhir_resources"])
 
-    ingest_hl7.expand(batch=plan_hl7()) >> check_bronze()
+    [ingest_hl7.expand(batch=plan_hl7()), ingest_fhir.expand(batch=plan_fhir())] >> check_bronze()
 
 
 omicslake_clinical()

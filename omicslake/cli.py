@@ -343,6 +343,26 @@ def ingest_hl7_cmd(paths, center_id) -> None:
     click.echo(result.summary())
 
 
+@ingest.command("fhir")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--center", "center_id", required=True, help="Sending center id.")
+def ingest_fhir_cmd(paths, center_id) -> None:
+    """Ingest FHIR R4 Bundles (JSON) and bulk-export NDJSON into bronze.fhir_resources.
+
+    \b
+    Resources are validated with fhir.resources (R4B models) and upserted by type and id:
+    a newer meta.lastUpdated replaces the stored version, an older one never does. Invalid JSON
+    and invalid resources go to quarantine.fhir with the file, line/entry and reason.
+    """
+    from jobs import ingest_fhir
+
+    settings = load_settings()
+    spark = _spark(settings)
+    with _status(f"ingesting FHIR from {len(paths)} path(s)"):
+        result = ingest_fhir.run(spark, settings, list(paths), center_id)
+    click.echo(result.summary())
+
+
 @main.command()
 @click.option("--port", default=2575, show_default=True, help="TCP port to listen on.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 for all).")

@@ -8,6 +8,8 @@ same code work on a folder, S3 or HDFS.
 
 from __future__ import annotations
 
+import uuid
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
@@ -25,7 +27,7 @@ def write_table(root_uri: str, key: str, name: str, table: pa.Table) -> None:
     fs, root = filesystem(root_uri)
     target = f"{root}/{key}"
     fs.create_dir(target, recursive=True)
-    tmp = f"{target}/.{name}.tmp"
+    tmp = f"{target}/.{name}.{uuid.uuid4().hex[:8]}.tmp"  # a re-run of the same task may overlap
     pq.write_table(table, tmp, filesystem=fs)
     fs.move(tmp, f"{target}/{name}")
 

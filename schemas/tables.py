@@ -264,6 +264,21 @@ HL7_MESSAGES = bronze(
     keys=("source_checksum", "byte_offset"),
 )
 
+FHIR_RESOURCES = bronze(
+    "fhir_resources",
+    (
+        col("resource_type", STRING, True),
+        col("resource_id", STRING, True),
+        col("last_updated", TIMESTAMP, doc="meta.lastUpdated in UTC; a newer one replaces an older"),
+        col("version_id", STRING, doc="meta.versionId"),
+        col("raw_json", STRING, True, "the resource as received, contained resources included"),
+        col("location", STRING, doc="line N (NDJSON) or entry N (Bundle) in the source"),
+    ),
+    "One row per FHIR resource (type, id): the newest version received.",
+    partition_by=("resource_type",),
+    keys=("resource_type", "resource_id"),
+)
+
 # --- gold ------------------------------------------------------------------------------------
 
 COHORT_DEFINITIONS = Table(
@@ -297,6 +312,7 @@ COHORT = Table(
 
 QUARANTINE_VCF = quarantine("vcf", "VCF/BCF records and manifests that could not be accepted.")
 QUARANTINE_HL7 = quarantine("hl7", "HL7 v2 messages that could not be parsed or are not supported.")
+QUARANTINE_FHIR = quarantine("fhir", "FHIR JSON that is invalid, or resources that fail validation.")
 
 ALL_TABLES: tuple[Table, ...] = (
     CENTERS,
@@ -310,8 +326,10 @@ ALL_TABLES: tuple[Table, ...] = (
     GENOTYPES,
     ALIGNMENT_QC,
     HL7_MESSAGES,
+    FHIR_RESOURCES,
     COHORT_DEFINITIONS,
     COHORT,
     QUARANTINE_VCF,
     QUARANTINE_HL7,
+    QUARANTINE_FHIR,
 )
