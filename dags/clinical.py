@@ -1,4 +1,5 @@
-"""Clinical feeds: HL7 v2 (MLLP landing zone or files) and FHIR R4 (Bundles, NDJSON) -> bronze.
+"""Clinical feeds: HL7 v2 (MLLP landing zone or files) and FHIR R4 (Bundles, NDJSON) -> bronze
+-> the silver clinical model.
 
 Thin wiring only; the work lives in ``jobs/`` and ``quality/``.
 """
@@ -10,6 +11,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from connectors.clinical_records import TABLES as CLINICAL_TABLES
 from omicslake.airflow_support import landing_batches, run_job, run_quality
 
 DEFAULT_ARGS = {"owner": "omicslake-data-eng", "retries": 2, "retry_delay": timedelta(seconds=30)}
@@ -55,7 +57,20 @@ def omicslake_clinical():
     def check_bronze() -> dict:
         return run_quality(["bronze.hl7_messages", "bronze.fhir_resources"])
 
-    [ingest_hl7.expand(batch=plan_hl7()), ingest_fhir.expand(batch=plan_fhir())] >> check_bronze()
+    @task(trigger_rule="none_failed")
+    def build_silver(hl7_runs: list[dict], fhir_runs: list[dict]) -> dict:
+        run_ids = [r["run_id"] for r in [*(hl7_runs or []), *(fhir_runs or [])] if r["rows_accepted"]]
+        if not run_ids:
+            return {"run_ids": [], "rows_written": 0}
+        return run_job("build_clinical", run_ids=run_ids)
+
+    @task(trigger_rule="none_failed")
+    def check_silver() -> dict:
+        return run_quality([f"silver.{t}" for t in CLINICAL_TABLES])
+
+    hl7_runs = ingest_hl7.expand(batch=plan_hl7())
+    fhir_runs = ingest_fhir.expand(batch=plan_fhir())
+    [hl7_runs, fhir_runs] >> check_bronze() >> build_silver(hl7_runs, fhir_runs) >> check_silver()
 
 
 omicslake_clinical()

@@ -324,6 +324,16 @@ def ingest_bam_cmd(paths, center_id, manifest, targets, reference) -> None:
     click.echo(result.summary())
 
 
+def _build_clinical(spark, settings, result) -> None:
+    """Map what an ingest run landed in bronze into the silver clinical model."""
+    from jobs import build_clinical
+
+    if result.status != "succeeded" or not (result.rows_accepted and result.rows_written):
+        return
+    with _status("building silver clinical tables"):
+        click.echo(build_clinical.run(spark, settings, run_ids=[result.run_id]).summary())
+
+
 @ingest.command("hl7")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--center", "center_id", required=True, help="Sending center id.")
@@ -333,6 +343,8 @@ def ingest_hl7_cmd(paths, center_id) -> None:
     \b
     Segments may end in \\r, \\n or \\r\\n; a file may hold many messages. Messages that
     cannot be accepted go to quarantine.hl7 with file, byte offset, control id and reason.
+    Accepted messages are then mapped into the silver clinical tables (encounters, conditions,
+    observations, patient_identities), with ADT A40 merges applied.
     """
     from jobs import ingest_hl7
 
@@ -341,6 +353,7 @@ def ingest_hl7_cmd(paths, center_id) -> None:
     with _status(f"ingesting HL7 from {len(paths)} path(s)"):
         result = ingest_hl7.run(spark, settings, list(paths), center_id)
     click.echo(result.summary())
+    _build_clinical(spark, settings, result)
 
 
 @ingest.command("fhir")
@@ -353,6 +366,7 @@ def ingest_fhir_cmd(paths, center_id) -> None:
     Resources are validated with fhir.resources (R4B models) and upserted by type and id:
     a newer meta.lastUpdated replaces the stored version, an older one never does. Invalid JSON
     and invalid resources go to quarantine.fhir with the file, line/entry and reason.
+    Landed resources are then mapped into the silver clinical tables.
     """
     from jobs import ingest_fhir
 
@@ -361,6 +375,7 @@ def ingest_fhir_cmd(paths, center_id) -> None:
     with _status(f"ingesting FHIR from {len(paths)} path(s)"):
         result = ingest_fhir.run(spark, settings, list(paths), center_id)
     click.echo(result.summary())
+    _build_clinical(spark, settings, result)
 
 
 @main.command()

@@ -279,6 +279,145 @@ FHIR_RESOURCES = bronze(
     keys=("resource_type", "resource_id"),
 )
 
+# --- silver clinical: one model from HL7 v2 and FHIR ----------------------------------------
+
+CLINICAL_SOURCE = (
+    col("center_id", STRING, True),
+    col("source_format", STRING, True, "HL7v2 | FHIR"),
+    col("source_system", STRING, True, "HL7: MSH-3@MSH-4; FHIR: meta.source, else FHIR@center"),
+    col("source_record", STRING, True, "HL7: control id + segment; FHIR: Type/id"),
+    col("event_time", TIMESTAMP, doc="MSH-7 or meta.lastUpdated (UTC): a later event wins on update"),
+    col("source_checksum", STRING, True),
+    col("ingest_run_id", STRING, True),
+    col("updated_at", TIMESTAMP, True),
+)
+
+
+def clinical(name: str, columns: tuple, doc: str, key: str) -> Table:
+    """A silver clinical table: keyed on a pseudonymous record id, with its source."""
+    return Table("silver", name, (col(key, STRING, True, "keyed pseudonym of the source record id"),
+                                  *columns, *CLINICAL_SOURCE), doc, keys=(key,))
+
+
+ENCOUNTERS = clinical(
+    "encounters",
+    (
+        col("person_id", STRING, True),
+        col("class_code", STRING, doc="v3 ActCode: IMP, AMB, EMER, PRENC ... (HL7 PV1-2 mapped)"),
+        col("status", STRING, doc="FHIR Encounter.status; HL7 A01/A02 in-progress, A03 finished"),
+        col("start_time", TIMESTAMP, doc="PV1-44 / period.start"),
+        col("end_time", TIMESTAMP, doc="PV1-45 (or the A03 event time) / period.end"),
+        col("location", STRING, doc="PV1-3 point of care / first location display"),
+        col("service", STRING, doc="PV1-10 hospital service / serviceType"),
+        col("last_event", STRING, doc="HL7 trigger (A01, A02, A03, A04, A08) or FHIR"),
+    ),
+    "One row per visit, from HL7 ADT PV1 (keyed on PV1-19 visit number) and FHIR Encounter.",
+    "encounter_id",
+)
+
+CONDITIONS = clinical(
+    "conditions",
+    (
+        col("person_id", STRING, True),
+        col("encounter_id", STRING),
+        col("code", STRING, True),
+        col("code_system", STRING, True, "ICD-10, ICD-10-CM, SNOMED CT or as sent"),
+        col("icd10_code", STRING, doc="the code when the system is ICD-10 or ICD-10-CM"),
+        col("display", STRING),
+        col("onset_time", TIMESTAMP),
+        col("clinical_status", STRING, doc="FHIR clinicalStatus; HL7 DG1-6 diagnosis type"),
+    ),
+    "Diagnoses from HL7 DG1 and FHIR Condition.",
+    "condition_id",
+)
+
+OBSERVATIONS = clinical(
+    "observations",
+    (
+        col("person_id", STRING, True),
+        col("encounter_id", STRING),
+        col("order_id", STRING, doc="keyed pseudonym of OBR filler/placer number"),
+        col("code", STRING, True),
+        col("code_system", STRING, True),
+        col("loinc_code", STRING, doc="the code when the system is LOINC"),
+        col("display", STRING),
+        col("category", STRING),
+        col("value_type", STRING, doc="HL7 OBX-2 (NM, ST, CE, SN ...) or FHIR value[x] type"),
+        col("value_num", DOUBLE),
+        col("value_text", STRING),
+        col("value_code", STRING),
+        col("unit", STRING, doc="UCUM code when the source unit maps to one, else null"),
+        col("source_unit", STRING, doc="the unit as sent"),
+        col("reference_low", DOUBLE),
+        col("reference_high", DOUBLE),
+        col("reference_text", STRING),
+        col("abnormal_flag", STRING, doc="HL7 table 0078 (N, L, H, LL, HH, A ...), else from the range"),
+        col("abnormal_flag_derived", BOOL, doc="true when the flag was computed from value and range"),
+        col("status", STRING, doc="OBX-11 (F, C, P ...) or FHIR status"),
+        col("effective_time", TIMESTAMP),
+        col("components_json", STRING, doc="FHIR components (e.g. genomics variant observations)"),
+    ),
+    "Results from HL7 ORU OBX (one row each) and FHIR Observation, with LOINC, UCUM and ranges.",
+    "observation_id",
+)
+
+MEDICATIONS = clinical(
+    "medications",
+    (
+        col("person_id", STRING, True),
+        col("encounter_id", STRING),
+        col("kind", STRING, True, "request | statement"),
+        col("code", STRING),
+        col("code_system", STRING, doc="RxNorm, ATC ... or as sent"),
+        col("display", STRING),
+        col("status", STRING),
+        col("intent", STRING),
+        col("dose_value", DOUBLE),
+        col("dose_unit", STRING),
+        col("route", STRING),
+        col("start_time", TIMESTAMP),
+        col("end_time", TIMESTAMP),
+    ),
+    "Medication orders and statements (FHIR MedicationRequest and MedicationStatement).",
+    "medication_id",
+)
+
+PROCEDURES = clinical(
+    "procedures",
+    (
+        col("person_id", STRING, True),
+        col("encounter_id", STRING),
+        col("code", STRING),
+        col("code_system", STRING),
+        col("display", STRING),
+        col("status", STRING),
+        col("performed_time", TIMESTAMP),
+    ),
+    "Procedures (FHIR Procedure).",
+    "procedure_id",
+)
+
+PATIENT_IDENTITIES = clinical(
+    "patient_identities",
+    (
+        col("person_id", STRING, True, "pseudonym of this identity (assigning authority + identifier)"),
+        col("assigning_authority", STRING, True, "CX-4 / identifier.system; the center when absent"),
+        col("identifier_type", STRING, doc="CX-5 / identifier.type (MR, NI ...); FHIR-ID for the logical id"),
+        col("identifier_key", STRING, True, "keyed pseudonym of the identifier value"),
+        col("is_primary", BOOL, True, "the identity the record's person_id was derived from"),
+        col("merged_into_person_id", STRING, doc="survivor after an ADT A40 merge"),
+        col("sex", STRING, doc="M, F, O, U"),
+        col("birth_year", INT),
+        col("birth_date_key", STRING, doc="keyed pseudonym of the full birth date (for linkage)"),
+        col("family_name_key", STRING, doc="keyed pseudonym of the normalised family name"),
+        col("given_name_key", STRING, doc="keyed pseudonym of the normalised first given name"),
+        col("postal_prefix", STRING, doc="first 3 characters of the postal code"),
+    ),
+    "Source identities for person linkage: one row per identifier a source used for a person, "
+    "with pseudonymised demographics (no direct identifier is stored).",
+    "identity_id",
+)
+
 # --- gold ------------------------------------------------------------------------------------
 
 COHORT_DEFINITIONS = Table(
@@ -327,6 +466,12 @@ ALL_TABLES: tuple[Table, ...] = (
     ALIGNMENT_QC,
     HL7_MESSAGES,
     FHIR_RESOURCES,
+    ENCOUNTERS,
+    CONDITIONS,
+    OBSERVATIONS,
+    MEDICATIONS,
+    PROCEDURES,
+    PATIENT_IDENTITIES,
     COHORT_DEFINITIONS,
     COHORT,
     QUARANTINE_VCF,

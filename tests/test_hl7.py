@@ -70,7 +70,7 @@ def test_ingest_hl7_quarantines_bad_messages_and_is_idempotent(fresh_lake):
     assert [(x.message_control_id, x.trigger_event) for x in rows] == [
         ("ADT0001", "A01"), ("LAB0001", "R01"), ("ADT0002", "A08"), ("ADT0003", "A40"), ("LAB0001", "R01")]
     q = spark.sql("SELECT location, reason FROM quarantine.hl7 ORDER BY location").collect()
-    assert [x.location for x in q] == ["offset 1355, control id ADT0004", "offset 1438"]
+    assert [x.location for x in q] == ["offset 1356, control id ADT0004", "offset 1439"]
     again = ingest_hl7.run(spark, s, paths, "PRV-N")
     assert again.status == "skipped"
     assert spark.table("bronze.hl7_messages").count() == 5 and spark.table("quarantine.hl7").count() == 2
@@ -160,3 +160,7 @@ def test_clinical_dag_loads_the_landing_zone(settings, tmp_path):
     got = spark.sql("SELECT center_id, message_control_id FROM bronze.hl7_messages "
                     f"WHERE source_uri LIKE '{folder}%'").collect()
     assert [(r.center_id, r.message_control_id) for r in got] == [("CTY-S1", "LAB0001")]
+    silver = spark.sql("SELECT loinc_code, unit, abnormal_flag FROM silver.observations "
+                       "WHERE center_id = 'CTY-S1' AND source_format = 'HL7v2' ORDER BY loinc_code").collect()
+    assert [(r.loinc_code, r.unit, r.abnormal_flag) for r in silver] == [
+        ("2345-7", "mmol/L", "H"), ("4548-4", "%", "H"), ("8251-1", None, None)]

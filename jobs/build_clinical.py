@@ -1,0 +1,243 @@
+"""Build the silver clinical model from bronze HL7 v2 messages and FHIR resources.
+
+Both formats map to the same tables (encounters, conditions, observations, medications,
+procedures, patient_identities). Bronze rows are mapped in Spark tasks, which stage one
+Parquet file per table; the driver keeps the latest version of each record and MERGEs it on
+the record id, so re-running over the same bronze rows changes nothing. A record that fails to
+map goes to ``quarantine.hl7`` / ``quarantine.fhir`` with the reason. ADT A40 merges are then
+applied: every clinical row of a merged person moves to the surviving ``person_id``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+
+import pyarrow as pa
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import to_arrow_schema
+
+from connectors.clinical_records import TABLES
+from jobs.common import main_for
+from omicslake import staging
+from omicslake.catalog import path_ref
+from omicslake.pseudonym import load_key
+from omicslake.runs import JobResult, track_run
+from omicslake.settings import Settings
+from schemas import get_table
+
+JOB = "build_clinical"
+COUNTS = "records long, mapped long, unmapped long, failed long"
+FHIR_TYPES = ("Patient", "Encounter", "Condition", "Observation", "MedicationRequest", "MedicationStatement",
+              "Procedure")
+PERSON_TABLES = ("encounters", "conditions", "observations", "medications", "procedures")
+# Tables whose later events may omit what earlier ones said (an A08 without a discharge time):
+# the newer row wins, and its missing values are filled from the stored one.
+FILL_FROM_OLDER = ("encounters", "patient_identities")
+
+
+def staging_root(settings: Settings) -> str:
+    return f"{settings.lake_root}/_staging/clinical"
+
+
+def bronze_input(spark: SparkSession, settings: Settings, run_ids: list[str] | None) -> DataFrame:
+    """HL7 messages and FHIR resources to map, in one shape; ``None`` means all of bronze."""
+    where = "TRUE" if run_ids is None else "ingest_run_id IN ({})".format(
+        ", ".join("'" + r.replace("'", "") + "'" for r in run_ids) or "NULL")
+    hl7 = spark.sql(f"""
+        SELECT 'HL7v2' AS source_format, center_id, raw AS text, message_control_id AS record,
+               trigger_event AS kind, message_time AS event_time,
+               concat_ws('@', sending_application, sending_facility) AS source_system,
+               source_uri, source_checksum, ingest_run_id
+        FROM {path_ref(settings, 'bronze.hl7_messages')} WHERE {where}""")
+    types = ", ".join(f"'{t}'" for t in FHIR_TYPES)
+    fhir = spark.sql(f"""
+        SELECT 'FHIR' AS source_format, center_id, raw_json AS text,
+               concat(resource_type, '/', resource_id) AS record, resource_type AS kind,
+               last_updated AS event_time, CAST(NULL AS STRING) AS source_system,
+               source_uri, source_checksum, ingest_run_id
+        FROM {path_ref(settings, 'bronze.fhir_resources')} WHERE {where} AND resource_type IN ({types})""")
+    return hl7.unionByName(fhir)
+
+
+def map_rows(key: bytes, root: str, run_id: str):
+    """mapInArrow body: bronze rows in, one count row out; silver rows are staged per table."""
+    import json
+
+    from connectors import fhir_clinical, hl7_clinical
+    from connectors.clinical_records import Source
+
+    schemas = {t: to_arrow_schema(get_table(f"silver.{t}").spark_schema(), timezone="UTC") for t in TABLES}
+    qschema = to_arrow_schema(get_table("quarantine.hl7").spark_schema(), timezone="UTC")
+
+    def body(batches):
+        out: dict[str, list[dict]] = {t: [] for t in TABLES}
+        failed: dict[str, list[dict]] = {"HL7v2": [], "FHIR": []}
+        n = mapped = unmapped = 0
+        now = datetime.now(UTC)
+        for batch in batches:
+            for r in batch.to_pylist():
+                n += 1
+                try:
+                    if r["source_format"] == "HL7v2":
+                        src = Source(key, r["center_id"], "HL7v2", r["source_system"] or "HL7v2",
+                                     r["event_time"], r["source_checksum"], run_id)
+                        found = hl7_clinical.records(r["text"], src, r["record"], r["kind"])
+                    else:
+                        resource = json.loads(r["text"])
+                        system = (resource.get("meta") or {}).get("source") or f"FHIR@{r['center_id']}"
+                        src = Source(key, r["center_id"], "FHIR", system, r["event_time"],
+                                     r["source_checksum"], run_id)
+                        found = fhir_clinical.records(resource, src)
+                except Exception as exc:  # one bad record must not stop the batch
+                    failed[r["source_format"]].append({
+                        "center_id": r["center_id"], "source_uri": r["source_uri"],
+                        "source_checksum": r["source_checksum"], "location": r["record"], "line": None,
+                        "reason": f"not mapped to silver: {type(exc).__name__}: {exc}", "raw": r["text"],
+                        "ingest_run_id": run_id, "quarantined_at": now})
+                    continue
+                if found:
+                    mapped += 1
+                else:
+                    unmapped += 1
+                for table, rows in found.items():
+                    out[table] += rows
+        part = uuid.uuid4().hex
+        for table, rows in out.items():
+            if rows:
+                staging.write_table(root, f"{run_id}/{table}", f"{part}.parquet",
+                                    pa.Table.from_pylist(rows, schema=schemas[table]))
+        for fmt, rows in failed.items():
+            if rows:
+                staging.write_table(root, f"{run_id}/quarantine-{fmt}", f"{part}.parquet",
+                                    pa.Table.from_pylist(rows, schema=qschema))
+        yield pa.RecordBatch.from_pylist(
+            [{"records": n, "mapped": mapped, "unmapped": unmapped,
+              "failed": sum(len(v) for v in failed.values())}],
+            schema=pa.schema([("records", pa.int64()), ("mapped", pa.int64()), ("unmapped", pa.int64()),
+                              ("failed", pa.int64())]))
+
+    return body
+
+
+def latest_per_record(df: DataFrame, table: str) -> DataFrame:
+    """One row per record id: the latest event (tables in FILL_FROM_OLDER take each missing value
+    from the newest event that has one; encounters keep the earliest start and the latest end)."""
+    key = get_table(f"silver.{table}").keys[0]
+    order = Window.partitionBy(key).orderBy(F.col("event_time").desc_nulls_last(),
+                                            F.col("source_record").desc())
+    if table in FILL_FROM_OLDER:
+        whole = order.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
+        fills = {c: F.first(c, ignorenulls=True).over(whole) for c in df.columns if c != key}
+        if table == "encounters":
+            fills.update(start_time=F.min("start_time").over(Window.partitionBy(key)),
+                         end_time=F.max("end_time").over(Window.partitionBy(key)))
+        df = df.withColumns(fills)
+    return df.withColumn("_rank", F.row_number().over(order)).where("_rank = 1").drop("_rank")
+
+
+def merge_records(spark: SparkSession, settings: Settings, df: DataFrame, table: str) -> None:
+    """Insert new records; replace stored ones when the incoming event is as new or newer."""
+    contract = get_table(f"silver.{table}")
+    key = contract.keys[0]
+    view = f"clin_{uuid.uuid4().hex[:12]}"
+    contract.conform(latest_per_record(df, table)).createOrReplaceTempView(view)
+    newer = "(t.event_time IS NULL OR s.event_time >= t.event_time)"
+    if table in FILL_FROM_OLDER:
+        sets = []
+        for c in contract.column_names:
+            if c == "start_time":
+                sets.append("t.start_time = least(s.start_time, t.start_time)")
+            elif c == "end_time":
+                sets.append("t.end_time = greatest(s.end_time, t.end_time)")
+            elif c != key:
+                sets.append(f"t.{c} = CASE WHEN {newer} THEN coalesce(s.{c}, t.{c}) "
+                            f"ELSE coalesce(t.{c}, s.{c}) END")
+        matched = "WHEN MATCHED THEN UPDATE SET " + ", ".join(sets)
+    else:
+        matched = f"WHEN MATCHED AND {newer} THEN UPDATE SET *"
+    try:
+        spark.sql(f"MERGE INTO {path_ref(settings, f'silver.{table}')} t USING {view} s "
+                  f"ON t.{key} = s.{key} {matched} WHEN NOT MATCHED THEN INSERT *")
+    finally:
+        spark.catalog.dropTempView(view)
+
+
+def person_merges(spark: SparkSession, settings: Settings, depth: int = 4) -> DataFrame:
+    """(old, new) person ids from A40 merges, with chains (A->B, B->C) resolved to the survivor."""
+    m = spark.sql(f"""SELECT DISTINCT person_id AS old, merged_into_person_id AS new
+                      FROM {path_ref(settings, 'silver.patient_identities')}
+                      WHERE merged_into_person_id IS NOT NULL AND merged_into_person_id <> person_id""")
+    for _ in range(depth):
+        nxt = m.select(F.col("old").alias("o2"), F.col("new").alias("n2"))
+        m = (m.join(nxt, m.new == nxt.o2, "left")
+              .select("old", F.coalesce("n2", "new").alias("new")).distinct())
+    return m
+
+
+def apply_merges(spark: SparkSession, settings: Settings) -> int:
+    """Move clinical rows of merged persons to the survivor; returns how many merges are known."""
+    merges = person_merges(spark, settings)
+    n = merges.count()
+    if not n:
+        return 0
+    view = f"merges_{uuid.uuid4().hex[:12]}"
+    merges.createOrReplaceTempView(view)
+    try:
+        for table in PERSON_TABLES:
+            spark.sql(f"MERGE INTO {path_ref(settings, f'silver.{table}')} t USING {view} m "
+                      f"ON t.person_id = m.old WHEN MATCHED THEN UPDATE SET t.person_id = m.new")
+    finally:
+        spark.catalog.dropTempView(view)
+    return n
+
+
+def run(spark: SparkSession, settings: Settings, run_ids: list[str] | None = None,
+        rebuild: bool = False) -> JobResult:
+    """Map the bronze rows of the given ingest runs (or all of bronze with ``rebuild``) to silver."""
+    if not run_ids and not rebuild:
+        raise ValueError("give the ingest run ids to build from, or rebuild=True for all of bronze")
+    with track_run(spark, settings, JOB, {"run_ids": run_ids, "rebuild": rebuild}) as result:
+        key = load_key(settings)
+        root = staging_root(settings)
+        source = bronze_input(spark, settings, None if rebuild else run_ids)
+        n = max(1, 2 * (os.cpu_count() or 2))
+        try:
+            counts = (source.repartition(n).mapInArrow(map_rows(key, root, result.run_id), COUNTS)
+                      .agg(*[F.sum(c).alias(c) for c in ("records", "mapped", "unmapped", "failed")])
+                      .collect()[0])
+            written: Counter = Counter()
+            for table in TABLES:
+                files = staging.files(root, f"{result.run_id}/{table}")
+                if files:
+                    rows = spark.read.parquet(*files)
+                    written[table] = rows.count()
+                    merge_records(spark, settings, rows, table)
+            for fmt, table in (("HL7v2", "quarantine.hl7"), ("FHIR", "quarantine.fhir")):
+                bad = staging.read(root, f"{result.run_id}/quarantine-{fmt}")
+                if bad is not None:
+                    from omicslake.writes import append
+
+                    append(spark.createDataFrame(bad), settings, table)
+        finally:
+            staging.clear(root, result.run_id)
+        result.rows_read = int(counts.records or 0)
+        result.rows_accepted = int((counts.mapped or 0) + (counts.unmapped or 0))
+        result.rows_quarantined = int(counts.failed or 0)
+        result.rows_written = sum(written.values())
+        result.details.update(rows_by_table=dict(written),
+                              records_without_clinical_content=int(counts.unmapped or 0),
+                              person_merges=apply_merges(spark, settings))
+    return result
+
+
+def _args(p) -> None:
+    p.add_argument("--run-id", dest="run_ids", action="append", help="ingest run id (repeatable)")
+    p.add_argument("--rebuild", action="store_true", help="map all of bronze again (idempotent)")
+
+
+if __name__ == "__main__":
+    main_for(run, _args, __doc__)
