@@ -418,6 +418,104 @@ PATIENT_IDENTITIES = clinical(
     "identity_id",
 )
 
+# --- imaging ----------------------------------------------------------------------------------
+
+DICOM_INSTANCES = bronze(
+    "dicom_instances",
+    (
+        col("sop_instance_uid", STRING, True),
+        col("study_instance_uid", STRING, True),
+        col("series_instance_uid", STRING, True),
+        col("sop_class_uid", STRING),
+        col("modality", STRING),
+        col("body_part", STRING),
+        col("study_date", STRING, doc="DA as sent (YYYYMMDD)"),
+        col("series_date", STRING),
+        col("acquisition_date", STRING),
+        col("series_number", INT),
+        col("instance_number", INT),
+        col("rows", INT),
+        col("columns", INT),
+        col("number_of_frames", INT),
+        col("transfer_syntax", STRING),
+        col("has_pixel_data", BOOL, True),
+        col("header_json", STRING, True, "DICOM JSON (PS3.18 F.2); bulk values as their byte count"),
+        col("file_uri", STRING, True, "the file, or archive.zip!/member"),
+        col("size_bytes", LONG, True),
+    ),
+    "One row per DICOM instance received (identified header, restricted layer). source_checksum "
+    "is the sha256 of the instance's bytes, so the same instance never lands twice.",
+    keys=("source_checksum",),
+)
+
+IMAGING_INSTANCES = Table(
+    "silver",
+    "imaging_instances",
+    (
+        col("sop_instance_uid", STRING, True, "de-identified (2.25 HMAC) UID"),
+        col("series_instance_uid", STRING, True),
+        col("study_instance_uid", STRING, True),
+        col("person_id", STRING, True),
+        col("center_id", STRING, True),
+        col("modality", STRING),
+        col("body_part", STRING),
+        col("sop_class_uid", STRING),
+        col("instance_number", INT),
+        col("rows", INT),
+        col("columns", INT),
+        col("number_of_frames", INT),
+        col("transfer_syntax", STRING),
+        col("study_date", DATE, doc="shifted by the person's offset when dates are shifted"),
+        col("date_shift_days", INT, doc="days moved back (0 when dates are kept)"),
+        col("burned_in_annotation", BOOL, doc="Burned In Annotation = YES in the header"),
+        col("burned_in_risk", BOOL, True, "YES, or a modality that often carries text in pixels"),
+        col("deid_uri", STRING, True, "the de-identified copy in the curated zone"),
+        col("size_bytes", LONG),
+        col("source_checksum", STRING, True),
+        col("ingest_run_id", STRING, True),
+        col("updated_at", TIMESTAMP, True),
+    ),
+    "One row per de-identified DICOM instance, pointing at its copy in the curated zone.",
+    keys=("sop_instance_uid",),
+)
+
+IMAGING_SERIES = Table(
+    "silver",
+    "imaging_series",
+    (
+        col("series_instance_uid", STRING, True),
+        col("study_instance_uid", STRING, True),
+        col("person_id", STRING, True),
+        col("center_id", STRING, True),
+        col("modality", STRING),
+        col("body_part", STRING),
+        col("instance_count", LONG, True),
+        col("frame_count", LONG),
+        col("burned_in_risk", BOOL),
+        col("thumbnail_uri", STRING, doc="PNG of the middle instance, windowed"),
+        col("updated_at", TIMESTAMP, True),
+    ),
+    "One row per series, with counts recomputed from silver.imaging_instances.",
+    keys=("series_instance_uid",),
+)
+
+IMAGING_STUDIES = Table(
+    "silver",
+    "imaging_studies",
+    (
+        col("study_instance_uid", STRING, True),
+        col("person_id", STRING, True),
+        col("center_id", STRING, True),
+        col("study_date", DATE),
+        col("modalities", STRING, doc="distinct modalities, comma separated"),
+        col("series_count", LONG, True),
+        col("instance_count", LONG, True),
+        col("updated_at", TIMESTAMP, True),
+    ),
+    "One row per study, with counts recomputed from silver.imaging_instances.",
+    keys=("study_instance_uid",),
+)
+
 # --- gold ------------------------------------------------------------------------------------
 
 COHORT_DEFINITIONS = Table(
@@ -452,6 +550,7 @@ COHORT = Table(
 QUARANTINE_VCF = quarantine("vcf", "VCF/BCF records and manifests that could not be accepted.")
 QUARANTINE_HL7 = quarantine("hl7", "HL7 v2 messages that could not be parsed or are not supported.")
 QUARANTINE_FHIR = quarantine("fhir", "FHIR JSON that is invalid, or resources that fail validation.")
+QUARANTINE_DICOM = quarantine("dicom", "Files that are not DICOM, or truncated or corrupt instances.")
 
 ALL_TABLES: tuple[Table, ...] = (
     CENTERS,
@@ -472,9 +571,14 @@ ALL_TABLES: tuple[Table, ...] = (
     MEDICATIONS,
     PROCEDURES,
     PATIENT_IDENTITIES,
+    DICOM_INSTANCES,
+    IMAGING_INSTANCES,
+    IMAGING_SERIES,
+    IMAGING_STUDIES,
     COHORT_DEFINITIONS,
     COHORT,
     QUARANTINE_VCF,
     QUARANTINE_HL7,
     QUARANTINE_FHIR,
+    QUARANTINE_DICOM,
 )

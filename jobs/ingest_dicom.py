@@ -1,0 +1,371 @@
+"""Ingest DICOM files, folders and zip archives: bronze headers, de-identified copies, silver.
+
+Files are read in Spark tasks, a batch per task. Each task reads every instance's header
+(pydicom, pixels sliced not decoded), de-identifies it along PS3.15 Annex E
+(``connectors/dicom_deid.py``) and writes the copy to the curated zone; it stages the bronze,
+silver and quarantine rows, which the driver MERGEs on their keys (the instance's sha256 for
+bronze, the de-identified SOP Instance UID for silver), so re-ingesting the same files adds
+nothing. Series and study rows are recomputed from the instances of the studies touched, and
+each touched series gets a PNG thumbnail of its middle instance.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+from pyspark.sql import SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import to_arrow_schema
+
+from jobs.common import main_for
+from omicslake import staging
+from omicslake.catalog import path_ref
+from omicslake.errors import InputError
+from omicslake.pseudonym import load_key
+from omicslake.runs import JobResult, track_run
+from omicslake.settings import Settings
+from omicslake.writes import merge_new
+from schemas import get_table
+
+JOB = "ingest_dicom"
+FILES_PER_TASK = 32
+COUNTS = "instances long, accepted long, quarantined long"
+
+
+def staging_root(settings: Settings) -> str:
+    return f"{settings.lake_root}/_staging/dicom"
+
+
+def curated_root(settings: Settings) -> str:
+    return f"{settings.lake_root}/curated/dicom"
+
+
+def find_files(paths: list[str]) -> list[str]:
+    """Files as given, and every non-hidden file under a folder (DICOM files often lack a suffix)."""
+    out: list[str] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            out += sorted(str(f) for f in path.rglob("*") if f.is_file() and not f.name.startswith("."))
+        elif path.is_file():
+            out.append(str(path))
+        else:
+            raise InputError(f"{p}: no such file or folder")
+    return out
+
+
+def _as_uri(like: str, path: str) -> str:
+    """``path`` (as pyarrow.fs names it) with the scheme of ``like`` put back."""
+    return f"{like.split('://', 1)[0]}://{path}" if "://" in like else path
+
+
+def _arrow(table: str) -> pa.Schema:
+    return to_arrow_schema(get_table(table).spark_schema(), timezone="UTC")
+
+
+def process_files(key: bytes, shift_dates: bool, root: str, curated: str, run_id: str, center_id: str):
+    """mapInArrow body: file paths in, one count row out; rows are staged, copies written."""
+
+    def body(batches):
+        import io
+
+        from pyarrow import fs as pafs
+
+        from connectors.dicom import DicomError, header_json, iter_sources, key_tags, read_dataset, sha256
+        from connectors.dicom_deid import DeidConfig, deidentify, shifted_date
+        from omicslake.pseudonym import person_id
+
+        cfg = DeidConfig(key, shift_dates)
+        fs, base = pafs.FileSystem.from_uri(curated)
+        bronze, silver, bad = [], [], []
+        now = datetime.now(UTC)
+        n = 0
+        for batch in batches:
+            for path in batch.column("path").to_pylist():
+                try:
+                    sources = list(iter_sources(path))
+                except OSError as exc:
+                    sources = []
+                    bad.append((path, "", "file", f"cannot read: {exc}", None))
+                for src in sources:
+                    n += 1
+                    checksum = sha256(src.data)
+                    try:
+                        ds = read_dataset(src.data)
+                        tags = key_tags(ds)
+                        if not tags["patient_id"]:
+                            raise DicomError("PatientID is empty: the instance cannot be linked to a person")
+                    except DicomError as exc:
+                        bad.append((src.uri, checksum, src.uri.rsplit("/", 1)[-1], str(exc), src.data[:256]))
+                        continue
+                    prov = {
+                        "center_id": center_id,
+                        "source_uri": src.uri,
+                        "source_checksum": checksum,
+                        "ingest_run_id": run_id,
+                    }
+                    bronze.append(
+                        {
+                            **{
+                                k: v
+                                for k, v in tags.items()
+                                if k not in ("patient_id", "issuer_of_patient_id")
+                            },
+                            "has_pixel_data": "PixelData" in ds,
+                            "header_json": header_json(ds),
+                            "file_uri": src.uri,
+                            "size_bytes": len(src.data),
+                            **prov,
+                            "ingested_at": now,
+                        }
+                    )
+                    person = person_id(key, tags["issuer_of_patient_id"] or center_id, tags["patient_id"])
+                    result = deidentify(ds, cfg, person)
+                    d = result.dataset
+                    folder = f"{base}/{center_id}/{d.StudyInstanceUID}/{d.SeriesInstanceUID}"
+                    target = f"{folder}/{d.SOPInstanceUID}.dcm"
+                    buf = io.BytesIO()
+                    d.save_as(buf, enforce_file_format=False)
+                    fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+                    with fs.open_output_stream(target) as out:
+                        out.write(buf.getvalue())
+                    silver.append(
+                        {
+                            "sop_instance_uid": str(d.SOPInstanceUID),
+                            "series_instance_uid": str(d.SeriesInstanceUID),
+                            "study_instance_uid": str(d.StudyInstanceUID),
+                            "person_id": person,
+                            "center_id": center_id,
+                            "modality": tags["modality"],
+                            "body_part": tags["body_part"],
+                            "sop_class_uid": tags["sop_class_uid"],
+                            "instance_number": tags["instance_number"],
+                            "rows": tags["rows"],
+                            "columns": tags["columns"],
+                            "number_of_frames": tags["number_of_frames"],
+                            "transfer_syntax": tags["transfer_syntax"],
+                            "study_date": shifted_date(tags["study_date"], result.date_shift_days),
+                            "date_shift_days": result.date_shift_days,
+                            "burned_in_annotation": result.burned_in_annotation,
+                            "burned_in_risk": result.burned_in_risk,
+                            "deid_uri": _as_uri(curated, target),
+                            "size_bytes": len(buf.getvalue()),
+                            "source_checksum": checksum,
+                            "ingest_run_id": run_id,
+                            "updated_at": now,
+                        }
+                    )
+        part = f"{uuid.uuid4().hex}.parquet"
+        if bronze:
+            staging.write_table(
+                root,
+                f"{run_id}/bronze",
+                part,
+                pa.Table.from_pylist(bronze, schema=_arrow("bronze.dicom_instances")),
+            )
+        if silver:
+            staging.write_table(
+                root,
+                f"{run_id}/silver",
+                part,
+                pa.Table.from_pylist(silver, schema=_arrow("silver.imaging_instances")),
+            )
+        if bad:
+            rows = [
+                {
+                    "center_id": center_id,
+                    "source_uri": uri,
+                    "source_checksum": cs or sha256(uri.encode()),
+                    "location": loc,
+                    "line": None,
+                    "reason": reason,
+                    "raw": raw.hex() if raw else None,
+                    "ingest_run_id": run_id,
+                    "quarantined_at": now,
+                }
+                for uri, cs, loc, reason, raw in bad
+            ]
+            staging.write_table(
+                root,
+                f"{run_id}/quarantine",
+                part,
+                pa.Table.from_pylist(rows, schema=_arrow("quarantine.dicom")),
+            )
+        yield pa.RecordBatch.from_pylist(
+            [{"instances": n, "accepted": len(bronze), "quarantined": len(bad)}],
+            schema=pa.schema(
+                [("instances", pa.int64()), ("accepted", pa.int64()), ("quarantined", pa.int64())]
+            ),
+        )
+
+    return body
+
+
+def render_thumbnails(root: str, run_id: str):
+    """mapInArrow body: (series uid, middle instance URI) in, (series uid, PNG URI) out."""
+
+    def body(batches):
+        from pyarrow import fs as pafs
+
+        from connectors.dicom_thumbnail import thumbnail_png
+
+        for batch in batches:
+            out = []
+            for r in batch.to_pylist():
+                fs, path = (
+                    pafs.FileSystem.from_uri(r["deid_uri"])
+                    if "://" in r["deid_uri"]
+                    else (pafs.LocalFileSystem(), r["deid_uri"])
+                )
+                try:
+                    with fs.open_input_file(path) as fh:
+                        png = thumbnail_png(fh.read())
+                except Exception:  # no pixels, or a codec we lack: the series has no thumbnail
+                    out.append({"series_instance_uid": r["series_instance_uid"], "thumbnail_uri": None})
+                    continue
+                target = path.rsplit("/", 1)[0] + "/thumbnail.png"
+                with fs.open_output_stream(target) as fh:
+                    fh.write(png)
+                out.append(
+                    {
+                        "series_instance_uid": r["series_instance_uid"],
+                        "thumbnail_uri": _as_uri(r["deid_uri"], target),
+                    }
+                )
+            yield pa.RecordBatch.from_pylist(
+                out, schema=pa.schema([("series_instance_uid", pa.string()), ("thumbnail_uri", pa.string())])
+            )
+
+    return body
+
+
+def refresh_hierarchy(spark: SparkSession, settings: Settings, touched) -> None:
+    """Recompute the series and study rows (counts, thumbnails) of the studies in ``touched``."""
+    studies = touched.select("study_instance_uid").distinct()
+    inst = (
+        spark.read.format("delta")
+        .load(_uri(settings, "silver.imaging_instances"))
+        .join(studies, "study_instance_uid")
+    )
+    now = F.current_timestamp()
+    series = inst.groupBy("series_instance_uid", "study_instance_uid", "person_id", "center_id").agg(
+        F.first("modality", ignorenulls=True).alias("modality"),
+        F.first("body_part", ignorenulls=True).alias("body_part"),
+        F.count("*").alias("instance_count"),
+        F.sum(F.coalesce("number_of_frames", F.lit(1))).alias("frame_count"),
+        F.max(F.col("burned_in_risk").cast("int")).cast("boolean").alias("burned_in_risk"),
+    )
+    ranked = inst.withColumn(
+        "_n",
+        F.row_number().over(
+            Window.partitionBy("series_instance_uid").orderBy(
+                F.coalesce("instance_number", F.lit(0)), "sop_instance_uid"
+            )
+        ),
+    )
+    counts = inst.groupBy("series_instance_uid").agg(F.count("*").alias("_c"))
+    middle = (
+        ranked.join(counts, "series_instance_uid")
+        .where(F.col("_n") == F.floor((F.col("_c") + 1) / 2))
+        .select("series_instance_uid", "deid_uri")
+    )
+    thumbs = middle.repartition(max(1, 2 * (os.cpu_count() or 2))).mapInArrow(
+        render_thumbnails(staging_root(settings), "thumbs"),
+        "series_instance_uid string, thumbnail_uri string",
+    )
+    series = series.join(thumbs, "series_instance_uid", "left").withColumn("updated_at", now)
+    merge_new(spark, settings, series, "silver.imaging_series", update=True)
+    study = (
+        inst.groupBy("study_instance_uid", "person_id", "center_id")
+        .agg(
+            F.min("study_date").alias("study_date"),
+            F.array_join(F.array_sort(F.collect_set("modality")), ",").alias("modalities"),
+            F.countDistinct("series_instance_uid").alias("series_count"),
+            F.count("*").alias("instance_count"),
+        )
+        .withColumn("updated_at", now)
+    )
+    merge_new(spark, settings, study, "silver.imaging_studies", update=True)
+
+
+def _uri(settings: Settings, table: str) -> str:
+    from omicslake.catalog import table_uri
+
+    return table_uri(settings, table)
+
+
+def run(
+    spark: SparkSession, settings: Settings, paths: list[str], center_id: str, shift_dates: bool = True
+) -> JobResult:
+    """Ingest DICOM files, folders and zip archives of one center."""
+    files = find_files(paths)
+    if not files:
+        raise InputError(f"no files found in {paths}")
+    params = {"paths": paths, "center_id": center_id, "shift_dates": shift_dates}
+    with track_run(spark, settings, JOB, params, center_id) as result:
+        result.inputs = files
+        root = staging_root(settings)
+        plan = spark.createDataFrame([(f,) for f in files], "path string").repartition(
+            max(1, min(len(files) // FILES_PER_TASK + 1, 4 * (os.cpu_count() or 2)))
+        )
+        body = process_files(
+            load_key(settings), shift_dates, root, curated_root(settings), result.run_id, center_id
+        )
+        try:
+            c = (
+                plan.mapInArrow(body, COUNTS)
+                .agg(*[F.sum(x).alias(x) for x in ("instances", "accepted", "quarantined")])
+                .collect()[0]
+            )
+            before = (
+                spark.sql(f"SELECT count(*) n FROM {path_ref(settings, 'bronze.dicom_instances')}")
+                .collect()[0]
+                .n
+            )
+            for key, table in (
+                ("bronze", "bronze.dicom_instances"),
+                ("quarantine", "quarantine.dicom"),
+                ("silver", "silver.imaging_instances"),
+            ):
+                found = staging.files(root, f"{result.run_id}/{key}")
+                if not found:
+                    continue
+                df = spark.read.parquet(*found)
+                contract = get_table(table)
+                df = df.dropDuplicates(list(contract.keys))
+                merge_new(spark, settings, df, table, update=(table == "silver.imaging_instances"))
+                if table == "silver.imaging_instances":
+                    refresh_hierarchy(spark, settings, df)
+            after = (
+                spark.sql(f"SELECT count(*) n FROM {path_ref(settings, 'bronze.dicom_instances')}")
+                .collect()[0]
+                .n
+            )
+        finally:
+            staging.clear(root, result.run_id)
+        result.rows_read = int(c.instances or 0)
+        result.rows_accepted = int(c.accepted or 0)
+        result.rows_quarantined = int(c.quarantined or 0)
+        result.rows_written = int(after - before)
+        result.details.update(
+            files=len(files),
+            new_instances=result.rows_written,
+            already_landed=result.rows_accepted - result.rows_written,
+        )
+    return result
+
+
+def _args(p) -> None:
+    p.add_argument("paths", nargs="+", help="DICOM files, folders or zip archives")
+    p.add_argument("--center", dest="center_id", required=True, help="sending center id")
+    p.add_argument(
+        "--keep-dates", dest="shift_dates", action="store_false", help="keep dates instead of shifting"
+    )
+
+
+if __name__ == "__main__":
+    main_for(run, _args, __doc__)
