@@ -29,11 +29,11 @@ def frame(text: str) -> bytes:
     return START + text.encode("utf-8") + END + CR
 
 
-def land(folder: Path, payload: bytes, control_id: str | None) -> Path:
+def land(folder: Path, payload: bytes, control_id: str | None, suffix: str = ".hl7") -> Path:
     """Write durably: temp file, fsync, rename into place, fsync the folder."""
     folder.mkdir(parents=True, exist_ok=True)
     safe = "".join(c for c in (control_id or "nocid") if c.isalnum() or c in "-_.")[:64] or "nocid"
-    final = folder / f"{time.time_ns()}-{safe}-{uuid.uuid4().hex[:8]}.hl7"
+    final = folder / f"{time.time_ns()}-{safe}-{uuid.uuid4().hex[:8]}{suffix}"
     tmp = folder / f".{final.name}.tmp"
     with open(tmp, "wb") as fh:
         fh.write(payload)

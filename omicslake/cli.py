@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import click
 
@@ -413,6 +413,69 @@ def mllp(port: int, host: str, center_id: str) -> None:
         asyncio.run(main_loop())
     except KeyboardInterrupt:
         click.echo(f"stopped: {server.stats.accepted} accepted, {server.stats.rejected} rejected", err=True)
+
+
+@main.command("dicom-scp")
+@click.option("--port", default=11112, show_default=True, help="TCP port to listen on.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 for all).")
+@click.option("--ae-title", default="OMICSLAKE", show_default=True, help="This SCP's AE title.")
+@click.option("--center", "center_id", required=True, help="Center whose modalities/PACS send here.")
+@click.option("--calling-ae", "calling_aes", multiple=True,
+              help="Calling AE title allowed for this center (repeatable). Default: "
+                   "OMICSLAKE_DICOM_CALLING_AES_<CENTER> (comma separated), with - in CENTER as _.")
+def dicom_scp(port: int, host: str, ae_title: str, center_id: str, calling_aes: tuple[str, ...]) -> None:
+    """Receive DICOM over the network (C-STORE); land each instance durably, then answer.
+
+    \b
+    Instances land in STATE/landing/dicom/CENTER/ before Success is returned.
+    Associations from calling AE titles not configured for the center are rejected.
+    Load them with `omicslake ingest dicom STATE/landing/dicom/CENTER --center CENTER`.
+    """
+    import os
+    import threading
+
+    from connectors.dicom_scp import StorageScp
+
+    settings = load_settings()
+    env = os.environ.get(f"OMICSLAKE_DICOM_CALLING_AES_{center_id.upper().replace('-', '_')}", "")
+    allowed = list(calling_aes) or [a.strip() for a in env.split(",") if a.strip()]
+    if not allowed:
+        _err(f"no calling AE titles configured for {center_id}: pass --calling-ae or set "
+             f"OMICSLAKE_DICOM_CALLING_AES_{center_id.upper().replace('-', '_')}")
+        sys.exit(2)
+    scp = StorageScp(settings.landing_dir, center_id, ae_title, allowed)
+    h, p = scp.start(host, port)
+    click.echo(f"omicslake DICOM SCP {ae_title} listening on {h}:{p} for {center_id} "
+               f"(calling AEs: {', '.join(allowed)}); landing in {scp.folder}")
+    sys.stdout.flush()
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    with suppress(KeyboardInterrupt):
+        done.wait()
+    scp.stop()
+    click.echo(f"stopped: {scp.stats.stored} stored, {scp.stats.failed} failed", err=True)
+
+
+@ingest.command("dicom")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--center", "center_id", required=True, help="Sending center id.")
+@click.option("--keep-dates", is_flag=True, help="Keep dates instead of shifting them per person.")
+def ingest_dicom_cmd(paths, center_id, keep_dates) -> None:
+    """Ingest DICOM files, folders and zip archives (or the SCP landing zone).
+
+    \b
+    Headers go to bronze.dicom_instances; each instance is de-identified (PS3.15 Annex E basic
+    profile) into the curated zone and listed in silver.imaging_instances/series/studies,
+    with a PNG thumbnail per series. Non-DICOM, truncated or corrupt files go to
+    quarantine.dicom. Re-ingesting the same files adds nothing.
+    """
+    from jobs import ingest_dicom
+
+    settings = load_settings()
+    spark = _spark(settings)
+    with _status(f"ingesting DICOM from {len(paths)} path(s)"):
+        result = ingest_dicom.run(spark, settings, list(paths), center_id, shift_dates=not keep_dates)
+    click.echo(result.summary())
 
 
 if __name__ == "__main__":

@@ -51,3 +51,12 @@ def test_genomics_dag_order(dagbag):
     assert dag.get_task("clean_variants").upstream_task_ids == {"ingest_vcf"}
     assert dag.get_task("build_cohorts").upstream_task_ids == {"check_silver"}
     assert dag.get_task("check_gold").upstream_task_ids == {"build_cohorts"}
+
+
+def test_clinical_and_imaging_dag_order(dagbag):
+    clinical = dagbag.get_dag("omicslake_clinical")
+    ups = clinical.get_task("build_silver").upstream_task_ids
+    assert ups >= {"ingest_hl7", "ingest_fhir", "check_bronze"}
+    assert clinical.get_task("check_silver").upstream_task_ids == {"build_silver"}
+    imaging = dagbag.get_dag("omicslake_imaging")
+    assert imaging.get_task("check").upstream_task_ids == {"ingest"}

@@ -183,3 +183,51 @@ def test_ingest_dicom_end_to_end(fresh_lake, dicom_batch):
         "silver.imaging_series": 5,
         "quarantine.dicom": 2,
     }
+
+
+def test_dicom_scp_lands_before_success_and_rejects_unknown_callers(fresh_lake, tmp_path):
+    """A real `omicslake dicom-scp` process and a pynetdicom SCU over loopback."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from pynetdicom import AE
+    from pynetdicom.sop_class import CTImageStorage, MRImageStorage
+
+    from jobs import ingest_dicom
+    from tests.net import free_port, wait_for_port
+
+    spark, s = fresh_lake
+    port = free_port()
+    env = {**os.environ, "OMICSLAKE_HOME": str(s.home)}
+    proc = subprocess.Popen([sys.executable, "-m", "omicslake.cli", "dicom-scp", "--port", str(port),
+                             "--ae-title", "OMICSLAKE", "--center", "CTY-S1", "--calling-ae", "CTY-S1-CT"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_port(port)
+        scu = AE(ae_title="CTY-S1-CT")
+        scu.add_requested_context(CTImageStorage)
+        scu.add_requested_context(MRImageStorage)
+        assoc = scu.associate("127.0.0.1", port, ae_title="OMICSLAKE")
+        assert assoc.is_established
+        statuses = [assoc.send_c_store(pydicom.dcmread(get_testdata_file(n))).Status
+                    for n in ("CT_small.dcm", "MR_small.dcm")]
+        assoc.release()
+        assert statuses == [0x0000, 0x0000]
+        stranger = AE(ae_title="UNKNOWN-AE")
+        stranger.add_requested_context(CTImageStorage)
+        rejected = stranger.associate("127.0.0.1", port, ae_title="OMICSLAKE")
+        assert rejected.is_rejected and not rejected.is_established
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    assert "2 stored" in err
+    folder = s.landing_dir / "dicom" / "CTY-S1"
+    landed = sorted(folder.glob("*.dcm"))
+    assert len(landed) == 2 and not list(folder.glob(".*.tmp"))
+    uids = {str(pydicom.dcmread(p).SOPInstanceUID) for p in landed}
+    sent = ("CT_small.dcm", "MR_small.dcm")
+    assert uids == {str(pydicom.dcmread(get_testdata_file(n)).SOPInstanceUID) for n in sent}
+    r = ingest_dicom.run(spark, s, [str(folder)], "CTY-S1")
+    assert (r.rows_accepted, r.rows_quarantined) == (2, 0)
