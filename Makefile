@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_TOOLS := bcftools samtools tabix
 
-.PHONY: help install tools uv venv demo test test-local test-classic lint bench bench-hail clean
+.PHONY: help install tools uv venv demo test test-local test-classic lint bench bench-hail bench-clinical bench-imaging clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -47,6 +47,12 @@ test-classic:
 
 bench: install  ## genomics ingest throughput and peak memory at two sizes, against bcftools view -Ob
 	$(BIN)/python benchmarks/genomics_ingest.py --samples 1000 --sites 20000 --sites 40000
+
+bench-clinical: install  ## HL7 over MLLP to landing, HL7 and FHIR into Delta (msgs/s, resources/s)
+	$(BIN)/python benchmarks/clinical_ingest.py
+
+bench-imaging: install  ## DICOM de-identification and ingest (instances/s)
+	$(BIN)/python benchmarks/imaging_ingest.py
 
 bench-hail: bench  ## the same files through Hail 0.2 import_vcf().write() in its own venv (pyspark 3.5)
 	@test -x benchmarks/.hail-venv/bin/python || ($(UV) venv benchmarks/.hail-venv --python $(PYTHON) -q \
