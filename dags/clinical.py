@@ -12,9 +12,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from connectors.clinical_records import TABLES as CLINICAL_TABLES
-from omicslake.airflow_support import landing_batches, run_job, run_quality
-
-DEFAULT_ARGS = {"owner": "omicslake-data-eng", "retries": 2, "retry_delay": timedelta(seconds=30)}
+from omicslake.airflow_support import DEFAULT_ARGS, landing_batches, run_job, run_quality
 
 
 @dag(

@@ -5,14 +5,11 @@ Thin wiring only; the work lives in ``jobs/`` and ``quality/``.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from omicslake.airflow_support import run_job, run_quality
+from omicslake.airflow_support import DEFAULT_ARGS, run_job, run_quality
 
-DEFAULT_ARGS = {"owner": "omicslake-data-eng", "retries": 2, "retry_delay": timedelta(seconds=30)}
 SILVER = ["silver.samples", "silver.variants", "silver.genotypes", "silver.alignment_qc",
           "bronze.vcf_variants", "ops.centers"]
 GOLD = ["gold.cohort", "gold.cohort_definitions", "ops.ingest_runs"]

@@ -11,9 +11,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from omicslake.airflow_support import landing_batches, run_job, run_quality
-
-DEFAULT_ARGS = {"owner": "omicslake-data-eng", "retries": 2, "retry_delay": timedelta(seconds=30)}
+from omicslake.airflow_support import DEFAULT_ARGS, landing_batches, run_job, run_quality
 
 
 @dag(

@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.pandas.types import to_arrow_schema
 
 from connectors.clinical_records import TABLES
 from jobs.common import main_for
@@ -70,8 +69,8 @@ def map_rows(key: bytes, root: str, run_id: str):
     from connectors import fhir_clinical, hl7_clinical
     from connectors.clinical_records import Source
 
-    schemas = {t: to_arrow_schema(get_table(f"silver.{t}").spark_schema(), timezone="UTC") for t in TABLES}
-    qschema = to_arrow_schema(get_table("quarantine.hl7").spark_schema(), timezone="UTC")
+    schemas = {t: get_table(f"silver.{t}").arrow_schema() for t in TABLES}
+    qschema = get_table("quarantine.hl7").arrow_schema()
 
     def body(batches):
         out: dict[str, list[dict]] = {t: [] for t in TABLES}

@@ -19,7 +19,6 @@ from pathlib import Path
 import pyarrow as pa
 from pyspark.sql import SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.pandas.types import to_arrow_schema
 
 from jobs.common import main_for
 from omicslake import staging
@@ -61,10 +60,6 @@ def find_files(paths: list[str]) -> list[str]:
 def _as_uri(like: str, path: str) -> str:
     """``path`` (as pyarrow.fs names it) with the scheme of ``like`` put back."""
     return f"{like.split('://', 1)[0]}://{path}" if "://" in like else path
-
-
-def _arrow(table: str) -> pa.Schema:
-    return to_arrow_schema(get_table(table).spark_schema(), timezone="UTC")
 
 
 def process_files(key: bytes, shift_dates: bool, root: str, curated: str, run_id: str, center_id: str):
@@ -165,14 +160,14 @@ def process_files(key: bytes, shift_dates: bool, root: str, curated: str, run_id
                 root,
                 f"{run_id}/bronze",
                 part,
-                pa.Table.from_pylist(bronze, schema=_arrow("bronze.dicom_instances")),
+                pa.Table.from_pylist(bronze, schema=get_table("bronze.dicom_instances").arrow_schema()),
             )
         if silver:
             staging.write_table(
                 root,
                 f"{run_id}/silver",
                 part,
-                pa.Table.from_pylist(silver, schema=_arrow("silver.imaging_instances")),
+                pa.Table.from_pylist(silver, schema=get_table("silver.imaging_instances").arrow_schema()),
             )
         if bad:
             rows = [
@@ -193,7 +188,7 @@ def process_files(key: bytes, shift_dates: bool, root: str, curated: str, run_id
                 root,
                 f"{run_id}/quarantine",
                 part,
-                pa.Table.from_pylist(rows, schema=_arrow("quarantine.dicom")),
+                pa.Table.from_pylist(rows, schema=get_table("quarantine.dicom").arrow_schema()),
             )
         yield pa.RecordBatch.from_pylist(
             [{"instances": n, "accepted": len(bronze), "quarantined": len(bad)}],

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.pandas.types import to_arrow_schema
 
 from jobs.common import expand_inputs, main_for
 from omicslake import staging
@@ -41,8 +40,8 @@ def parse_files(batches):
     """mapInArrow body: files in, valid resources out; rejects are staged beside the lake."""
     from connectors.fhir import iter_resources, validate
 
-    schema = to_arrow_schema(get_table("bronze.fhir_resources").spark_schema(), timezone="UTC")
-    qschema = to_arrow_schema(get_table("quarantine.fhir").spark_schema(), timezone="UTC")
+    schema = get_table("bronze.fhir_resources").arrow_schema()
+    qschema = get_table("quarantine.fhir").arrow_schema()
     now = datetime.now(UTC)
     for batch in batches:
         for t in batch.to_pylist():

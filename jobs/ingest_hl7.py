@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 from pyspark.sql import SparkSession
-from pyspark.sql.pandas.types import to_arrow_schema
 
 from jobs.common import expand_inputs, main_for
 from omicslake import staging
@@ -33,10 +32,6 @@ FILES_PER_TASK = 64
 
 def staging_root(settings: Settings) -> str:
     return f"{settings.lake_root}/_staging/hl7"
-
-
-def _schema(table: str) -> pa.Schema:
-    return to_arrow_schema(get_table(table).spark_schema(), timezone="UTC")
 
 
 def message_rows(path: str, data: bytes) -> tuple[list[dict], list[dict]]:
@@ -65,7 +60,8 @@ def message_rows(path: str, data: bytes) -> tuple[list[dict], list[dict]]:
 
 def parse_files(batches):
     """mapInArrow body: file paths in, message rows out; rejects are staged beside the lake."""
-    schema, qschema = _schema("bronze.hl7_messages"), _schema("quarantine.hl7")
+    schema = get_table("bronze.hl7_messages").arrow_schema()
+    qschema = get_table("quarantine.hl7").arrow_schema()
     now = datetime.now(UTC)
     for batch in batches:
         for t in batch.to_pylist():

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.pandas.types import to_arrow_schema
 
 from connectors.manifest import check_samples, read_manifest
 from connectors.vcf import VcfHeader, read_header
@@ -42,11 +41,11 @@ BLOCK_BYTES = 8 << 20
 
 
 def bronze_arrow_schema() -> pa.Schema:
-    return to_arrow_schema(get_table("bronze.vcf_variants").spark_schema(), timezone="UTC")
+    return get_table("bronze.vcf_variants").arrow_schema()
 
 
 def quarantine_arrow_schema() -> pa.Schema:
-    return to_arrow_schema(get_table("quarantine.vcf").spark_schema(), timezone="UTC")
+    return get_table("quarantine.vcf").arrow_schema()
 
 
 def staging_root(settings: Settings) -> str:
@@ -59,7 +58,7 @@ def calls_staging_root(settings: Settings) -> str:
 
 
 def genotypes_arrow_schema() -> pa.Schema:
-    return to_arrow_schema(get_table("silver.genotypes").spark_schema(), timezone="UTC")
+    return get_table("silver.genotypes").arrow_schema()
 
 
 def _blocks(path: str, chunk: Chunk, header_lines: int):

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import warnings
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from omicslake.errors import OmicslakeError
 from omicslake.settings import Settings, load_settings
 
 DAGS_FOLDER = Path(__file__).resolve().parent.parent / "dags"
+# Every omicslake task: a named owner, and retries (a task is safe to re-run: writes are idempotent).
+DEFAULT_ARGS = {"owner": "omicslake-data-eng", "retries": 2, "retry_delay": timedelta(seconds=30)}
 
 
 def airflow_env(settings: Settings) -> dict[str, str]:

@@ -60,6 +60,12 @@ class Table:
         # enforced by the quality suites instead.
         return T.StructType([T.StructField(c.name, c.dtype, True) for c in self.columns])
 
+    def arrow_schema(self):
+        """The same schema in Arrow (timestamps in UTC), for rows built in Python tasks."""
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        return to_arrow_schema(self.spark_schema(), timezone="UTC")
+
     def conform(self, df):
         """Select exactly the contract's columns, cast to its types, in its order."""
         missing = [c.name for c in self.columns if c.name not in df.columns]
