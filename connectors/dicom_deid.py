@@ -130,6 +130,9 @@ DUMMY = {
 }
 
 
+BINARY_NUMBER_VRS = {"US", "SS", "UL", "SL", "FL", "FD"}  # emptied as no value, not ""
+
+
 def _apply(ds: Dataset, cfg: DeidConfig, person: str, days: int) -> None:
     for elem in list(ds):
         action = action_for(elem.tag)
@@ -141,26 +144,18 @@ def _apply(ds: Dataset, cfg: DeidConfig, person: str, days: int) -> None:
             elem.value = person
         elif action is None:
             continue
-        elif elem.VR in ("DA", "DT", "TM") and cfg.shift_dates:
-            elem.value = _shift(str(elem.value or ""), elem.VR, days) if elem.VR != "TM" else elem.value
-        elif elem.VR in ("DA", "DT", "TM") and not cfg.shift_dates:
-            continue  # dates kept, as configured
+        elif elem.VR in ("DA", "DT", "TM"):  # shifted, or kept, as configured; times of day stay
+            if cfg.shift_dates and elem.VR != "TM":
+                elem.value = _shift(str(elem.value or ""), elem.VR, days)
         elif action in ("U", "XU") and elem.VR == "UI":
-            elem.value = (
-                (new_uid(cfg.key, str(v)) for v in elem.value)
-                if elem.VM > 1
-                else (new_uid(cfg.key, str(elem.value)) if elem.value else elem.value)
-            )
             if elem.VM > 1:
-                elem.value = list(elem.value)
+                elem.value = [new_uid(cfg.key, str(v)) for v in elem.value]
+            elif elem.value:
+                elem.value = new_uid(cfg.key, str(elem.value))
         elif action in ("X", "XU"):
             del ds[elem.tag]
         elif action == "Z":
-            elem.value = (
-                Sequence()
-                if elem.VR == "SQ"
-                else ("" if elem.VR not in ("US", "SS", "UL", "SL", "FL", "FD") else None)
-            )
+            elem.value = Sequence() if elem.VR == "SQ" else (None if elem.VR in BINARY_NUMBER_VRS else "")
         elif action == "D":
             if elem.VR == "SQ":
                 elem.value = Sequence()
@@ -182,8 +177,8 @@ def deidentify(ds: Dataset, cfg: DeidConfig, person: str) -> DeidResult:
         if "MediaStorageSOPInstanceUID" in meta:
             meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         meta.ImplementationVersionName = "OMICSLAKE"
-        meta.SourceApplicationEntityTitle = None
-        del meta.SourceApplicationEntityTitle
+        if "SourceApplicationEntityTitle" in meta:
+            del meta.SourceApplicationEntityTitle
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = "PS3.15 E.1 basic; dates " + ("shifted" if cfg.shift_dates else "kept")
     codes = [

@@ -21,6 +21,7 @@ from connectors.clinical_records import (
     to_float,
 )
 from connectors.hl7 import hl7_timestamp
+from connectors.ucum import to_ucum
 
 PATIENT_CLASS = {"I": "IMP", "O": "AMB", "E": "EMER", "P": "PRENC", "R": "AMB", "B": "IMP"}
 EVENT_STATUS = {"A01": "in-progress", "A02": "in-progress", "A03": "finished", "A04": "arrived",
@@ -77,8 +78,8 @@ def _date(value: str | None) -> date | None:
 def _identities(r: Reader, seg, src: Source) -> list[tuple[str, str, str | None]]:
     """(authority, identifier, type) for each repetition of a CX field (PID-3, MRG-1)."""
     out = []
-    for i in range(1, r.reps(seg, 3 if str(seg[0]) == "PID" else 1) + 1):
-        field = 3 if str(seg[0]) == "PID" else 1
+    field = 3 if str(seg[0]) == "PID" else 1
+    for i in range(1, r.reps(seg, field) + 1):
         value = r.get(seg, field, i, 1)
         if value:
             auth = r.get(seg, field, i, 4, 1) or r.get(seg, field, i, 4, 2) or src.center_id
@@ -196,8 +197,6 @@ def _observations(r: Reader, src: Source, person: str, encounter_id: str | None,
         low, high = reference_range(ref_text)
         flag, derived = abnormal_flag(r.get(seg, 8), value_num, low, high)
         unit_code, unit_system = r.get(seg, 6, 1, 1), r.get(seg, 6, 1, 3)
-        from connectors.ucum import to_ucum
-
         out.setdefault("observations", []).append(src.row(
             f"{control_id} OBX {set_id}",
             observation_id=src.record_id("observation", order, set_id, code, r.get(seg, 4)),

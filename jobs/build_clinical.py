@@ -26,6 +26,7 @@ from omicslake.catalog import path_ref
 from omicslake.pseudonym import load_key
 from omicslake.runs import JobResult, track_run
 from omicslake.settings import Settings
+from omicslake.writes import append
 from schemas import get_table
 
 JOB = "build_clinical"
@@ -218,8 +219,6 @@ def run(spark: SparkSession, settings: Settings, run_ids: list[str] | None = Non
             for fmt, table in (("HL7v2", "quarantine.hl7"), ("FHIR", "quarantine.fhir")):
                 bad = staging.read(root, f"{result.run_id}/quarantine-{fmt}")
                 if bad is not None:
-                    from omicslake.writes import append
-
                     append(spark.createDataFrame(bad), settings, table)
         finally:
             staging.clear(root, result.run_id)

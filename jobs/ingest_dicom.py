@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 
 from jobs.common import main_for
 from omicslake import staging
-from omicslake.catalog import path_ref
+from omicslake.catalog import path_ref, table_uri
 from omicslake.errors import InputError
 from omicslake.pseudonym import load_key
 from omicslake.runs import JobResult, track_run
@@ -33,6 +33,12 @@ from schemas import get_table
 JOB = "ingest_dicom"
 FILES_PER_TASK = 32
 COUNTS = "instances long, accepted long, quarantined long"
+# What the tasks stage, by staging folder, in the order the driver commits it.
+STAGED = (
+    ("bronze", "bronze.dicom_instances"),
+    ("quarantine", "quarantine.dicom"),
+    ("silver", "silver.imaging_instances"),
+)
 
 
 def staging_root(settings: Settings) -> str:
@@ -125,7 +131,7 @@ def process_files(key: bytes, shift_dates: bool, root: str, curated: str, run_id
                     target = f"{folder}/{d.SOPInstanceUID}.dcm"
                     buf = io.BytesIO()
                     d.save_as(buf, enforce_file_format=False)
-                    fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+                    fs.create_dir(folder, recursive=True)
                     with fs.open_output_stream(target) as out:
                         out.write(buf.getvalue())
                     silver.append(
@@ -154,42 +160,29 @@ def process_files(key: bytes, shift_dates: bool, root: str, curated: str, run_id
                             "updated_at": now,
                         }
                     )
+        quarantined = [
+            {
+                "center_id": center_id,
+                "source_uri": uri,
+                "source_checksum": cs or sha256(uri.encode()),
+                "location": loc,
+                "line": None,
+                "reason": reason,
+                "raw": raw.hex() if raw else None,
+                "ingest_run_id": run_id,
+                "quarantined_at": now,
+            }
+            for uri, cs, loc, reason, raw in bad
+        ]
         part = f"{uuid.uuid4().hex}.parquet"
-        if bronze:
-            staging.write_table(
-                root,
-                f"{run_id}/bronze",
-                part,
-                pa.Table.from_pylist(bronze, schema=get_table("bronze.dicom_instances").arrow_schema()),
-            )
-        if silver:
-            staging.write_table(
-                root,
-                f"{run_id}/silver",
-                part,
-                pa.Table.from_pylist(silver, schema=get_table("silver.imaging_instances").arrow_schema()),
-            )
-        if bad:
-            rows = [
-                {
-                    "center_id": center_id,
-                    "source_uri": uri,
-                    "source_checksum": cs or sha256(uri.encode()),
-                    "location": loc,
-                    "line": None,
-                    "reason": reason,
-                    "raw": raw.hex() if raw else None,
-                    "ingest_run_id": run_id,
-                    "quarantined_at": now,
-                }
-                for uri, cs, loc, reason, raw in bad
-            ]
-            staging.write_table(
-                root,
-                f"{run_id}/quarantine",
-                part,
-                pa.Table.from_pylist(rows, schema=get_table("quarantine.dicom").arrow_schema()),
-            )
+        for (name, table), rows in zip(STAGED, (bronze, quarantined, silver), strict=True):
+            if rows:
+                staging.write_table(
+                    root,
+                    f"{run_id}/{name}",
+                    part,
+                    pa.Table.from_pylist(rows, schema=get_table(table).arrow_schema()),
+                )
         yield pa.RecordBatch.from_pylist(
             [{"instances": n, "accepted": len(bronze), "quarantined": len(bad)}],
             schema=pa.schema(
@@ -200,42 +193,34 @@ def process_files(key: bytes, shift_dates: bool, root: str, curated: str, run_id
     return body
 
 
-def render_thumbnails(root: str, run_id: str):
+def render_thumbnails(batches):
     """mapInArrow body: (series uid, middle instance URI) in, (series uid, PNG URI) out."""
+    from pyarrow import fs as pafs
 
-    def body(batches):
-        from pyarrow import fs as pafs
+    from connectors.dicom_thumbnail import thumbnail_png
 
-        from connectors.dicom_thumbnail import thumbnail_png
-
-        for batch in batches:
-            out = []
-            for r in batch.to_pylist():
-                fs, path = (
-                    pafs.FileSystem.from_uri(r["deid_uri"])
-                    if "://" in r["deid_uri"]
-                    else (pafs.LocalFileSystem(), r["deid_uri"])
-                )
-                try:
-                    with fs.open_input_file(path) as fh:
-                        png = thumbnail_png(fh.read())
-                except Exception:  # no pixels, or a codec we lack: the series has no thumbnail
-                    out.append({"series_instance_uid": r["series_instance_uid"], "thumbnail_uri": None})
-                    continue
-                target = path.rsplit("/", 1)[0] + "/thumbnail.png"
-                with fs.open_output_stream(target) as fh:
-                    fh.write(png)
-                out.append(
-                    {
-                        "series_instance_uid": r["series_instance_uid"],
-                        "thumbnail_uri": _as_uri(r["deid_uri"], target),
-                    }
-                )
-            yield pa.RecordBatch.from_pylist(
-                out, schema=pa.schema([("series_instance_uid", pa.string()), ("thumbnail_uri", pa.string())])
+    for batch in batches:
+        out = []
+        for r in batch.to_pylist():
+            fs, path = pafs.FileSystem.from_uri(r["deid_uri"])
+            try:
+                with fs.open_input_file(path) as fh:
+                    png = thumbnail_png(fh.read())
+            except Exception:  # no pixels, or a codec we lack: the series has no thumbnail
+                out.append({"series_instance_uid": r["series_instance_uid"], "thumbnail_uri": None})
+                continue
+            target = path.rsplit("/", 1)[0] + "/thumbnail.png"
+            with fs.open_output_stream(target) as fh:
+                fh.write(png)
+            out.append(
+                {
+                    "series_instance_uid": r["series_instance_uid"],
+                    "thumbnail_uri": _as_uri(r["deid_uri"], target),
+                }
             )
-
-    return body
+        yield pa.RecordBatch.from_pylist(
+            out, schema=pa.schema([("series_instance_uid", pa.string()), ("thumbnail_uri", pa.string())])
+        )
 
 
 def refresh_hierarchy(spark: SparkSession, settings: Settings, touched) -> None:
@@ -243,7 +228,7 @@ def refresh_hierarchy(spark: SparkSession, settings: Settings, touched) -> None:
     studies = touched.select("study_instance_uid").distinct()
     inst = (
         spark.read.format("delta")
-        .load(_uri(settings, "silver.imaging_instances"))
+        .load(table_uri(settings, "silver.imaging_instances"))
         .join(studies, "study_instance_uid")
     )
     now = F.current_timestamp()
@@ -269,7 +254,7 @@ def refresh_hierarchy(spark: SparkSession, settings: Settings, touched) -> None:
         .select("series_instance_uid", "deid_uri")
     )
     thumbs = middle.repartition(max(1, 2 * (os.cpu_count() or 2))).mapInArrow(
-        render_thumbnails(staging_root(settings), "thumbs"),
+        render_thumbnails,
         "series_instance_uid string, thumbnail_uri string",
     )
     series = series.join(thumbs, "series_instance_uid", "left").withColumn("updated_at", now)
@@ -285,12 +270,6 @@ def refresh_hierarchy(spark: SparkSession, settings: Settings, touched) -> None:
         .withColumn("updated_at", now)
     )
     merge_new(spark, settings, study, "silver.imaging_studies", update=True)
-
-
-def _uri(settings: Settings, table: str) -> str:
-    from omicslake.catalog import table_uri
-
-    return table_uri(settings, table)
 
 
 def run(
@@ -321,11 +300,7 @@ def run(
                 .collect()[0]
                 .n
             )
-            for key, table in (
-                ("bronze", "bronze.dicom_instances"),
-                ("quarantine", "quarantine.dicom"),
-                ("silver", "silver.imaging_instances"),
-            ):
+            for key, table in STAGED:
                 found = staging.files(root, f"{result.run_id}/{key}")
                 if not found:
                     continue

@@ -437,11 +437,11 @@ def dicom_scp(port: int, host: str, ae_title: str, center_id: str, calling_aes: 
     from connectors.dicom_scp import StorageScp
 
     settings = load_settings()
-    env = os.environ.get(f"OMICSLAKE_DICOM_CALLING_AES_{center_id.upper().replace('-', '_')}", "")
-    allowed = list(calling_aes) or [a.strip() for a in env.split(",") if a.strip()]
+    variable = f"OMICSLAKE_DICOM_CALLING_AES_{center_id.upper().replace('-', '_')}"
+    allowed = list(calling_aes) or [a.strip() for a in os.environ.get(variable, "").split(",") if a.strip()]
     if not allowed:
         _err(f"no calling AE titles configured for {center_id}: pass --calling-ae or set "
-             f"OMICSLAKE_DICOM_CALLING_AES_{center_id.upper().replace('-', '_')}")
+             f"{variable}")
         sys.exit(2)
     scp = StorageScp(settings.landing_dir, center_id, ae_title, allowed)
     h, p = scp.start(host, port)
