@@ -6,6 +6,7 @@ Hail needs pyspark 3.5, so it runs in its own environment, outside the project's
 Prints the import+write time (Hail's own start-up is reported separately).
 """
 
+import os
 import sys
 import time
 
@@ -16,7 +17,8 @@ def main() -> None:
     path, out = sys.argv[1], sys.argv[2]
     parts = int(sys.argv[3]) if len(sys.argv) > 3 else None
     t0 = time.time()
-    hl.init(master="local[2]", quiet=True, default_reference="GRCh38",
+    os.makedirs("benchmarks/out", exist_ok=True)
+    hl.init(master="local[2]", quiet=True, default_reference="GRCh38", log="benchmarks/out/hail.log",
             spark_conf={"spark.driver.memory": "8g"})
     t = time.time()
     mt = hl.import_vcf(path, force_bgz=True, reference_genome="GRCh38", min_partitions=parts)
