@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_TOOLS := bcftools samtools tabix
 
-.PHONY: help install tools uv venv demo test test-local test-classic lint bench bench-hail bench-clinical bench-imaging clean
+.PHONY: help install tools uv venv demo test test-local test-classic lint bench bench-hail bench-clinical bench-imaging bench-annotate bench-link clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -53,6 +53,12 @@ bench-clinical: install  ## HL7 over MLLP to landing, HL7 and FHIR into Delta (m
 
 bench-imaging: install  ## DICOM de-identification and ingest (instances/s)
 	$(BIN)/python benchmarks/imaging_ingest.py
+
+bench-annotate: install  ## genes, ClinVar and gnomAD annotation of silver.variants (variants/s)
+	$(BIN)/python benchmarks/annotate.py
+
+bench-link: install  ## person linkage on generated populations (pairs/s, precision, recall, peak RSS)
+	$(BIN)/python benchmarks/link_persons.py --persons 2000 --persons 10000
 
 bench-hail: bench  ## the same files through Hail 0.2 import_vcf().write() in its own venv (pyspark 3.5)
 	@test -x benchmarks/.hail-venv/bin/python || ($(UV) venv benchmarks/.hail-venv --python $(PYTHON) -q \

@@ -63,7 +63,7 @@ def read_header(path: str, reference: str | None = None) -> BamHeader:
         with _open(path, reference, index) as af:
             hdr = af.header.to_dict()
             contigs = dict(zip(af.references, af.lengths, strict=True))
-    except (ValueError, OSError) as exc:
+    except Exception as exc:  # pysam raises ValueError, OSError and others for a damaged file
         raise InputError(f"{path}: not a readable {fmt} file ({exc})") from exc
     samples = sorted({rg["SM"] for rg in hdr.get("RG", []) if rg.get("SM")})
     if not samples:

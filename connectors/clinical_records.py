@@ -13,7 +13,8 @@ from datetime import UTC, date, datetime
 
 from omicslake.pseudonym import person_id, pseudonym
 
-TABLES = ("encounters", "conditions", "observations", "medications", "procedures", "patient_identities")
+TABLES = ("encounters", "conditions", "observations", "medications", "procedures", "allergies",
+          "immunizations", "diagnostic_reports", "patient_identities")
 ICD10_SYSTEMS = {
     "I10": "ICD-10", "ICD10": "ICD-10", "ICD-10": "ICD-10", "ICD10CN": "ICD-10",
     "I10C": "ICD-10-CM", "ICD10CM": "ICD-10-CM", "ICD-10-CM": "ICD-10-CM",
@@ -26,6 +27,8 @@ SYSTEM_NAMES = {
     "ATC": "ATC", "http://www.whocc.no/atc": "ATC", "C4": "CPT", "CPT": "CPT",
     "http://www.ama-assn.org/go/cpt": "CPT", "I10P": "ICD-10-PCS",
     "http://www.cms.gov/Medicare/Coding/ICD10": "ICD-10-PCS",
+    "CVX": "CVX", "http://hl7.org/fhir/sid/cvx": "CVX", "NDC": "NDC", "http://hl7.org/fhir/sid/ndc": "NDC",
+    "UNII": "UNII", "http://fdasis.nlm.nih.gov": "UNII",
 }
 _RANGE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(?:-|–|\.\.|~|to)\s*(-?\d+(?:\.\d+)?)\s*$")
 _BOUND = re.compile(r"^\s*(<=|>=|<|>|≤|≥)\s*(-?\d+(?:\.\d+)?)\s*$")
@@ -56,7 +59,8 @@ class Source:
         return {**fields, "center_id": self.center_id, "source_format": self.source_format,
                 "source_system": self.source_system, "source_record": source_record,
                 "event_time": self.event_time, "source_checksum": self.source_checksum,
-                "ingest_run_id": self.ingest_run_id, "updated_at": datetime.now(UTC)}
+                "ingest_run_id": self.ingest_run_id, "updated_at": datetime.now(UTC),
+                "source_person_id": fields.get("person_id")}
 
 
 def system_name(system: str | None) -> str | None:

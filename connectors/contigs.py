@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
 _MITO = {"M", "MT", "CHRM", "CHRMT"}
 
 
@@ -10,6 +13,14 @@ def normalise_contig(name: str) -> str:
     if name.upper() in _MITO or bare.upper() in _MITO:
         return "chrM"
     return f"chr{bare}"
+
+
+def normalised_contig(name: Column) -> Column:
+    """``normalise_contig`` as a Spark column, for contig names found inside values (breakend
+    mates); a test checks that both give the same names."""
+    bare = F.when(F.lower(name).startswith("chr"), F.substring(name, 4, 1 << 20)).otherwise(name)
+    mito = F.upper(name).isin(*_MITO) | F.upper(bare).isin(*_MITO)
+    return F.when(mito, F.lit("chrM")).otherwise(F.concat(F.lit("chr"), bare))
 
 
 def guess_build(header_lines: list[str], contig_lengths: dict[str, int]) -> str | None:

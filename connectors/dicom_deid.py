@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from dicomanonymizer.dicomfields_selector import dicom_anonymization_database_selector
-from pydicom.dataset import Dataset
+from pydicom.datadict import dictionary_VR
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 
 PROFILE_DB = "dicomfields_2026c"
 MODALITIES_WITH_BURNED_IN_TEXT = {"US", "SC", "XA", "ES", "OT", "DOC", "SM", "XC", "GM", "OP"}
@@ -140,8 +142,8 @@ def _apply(ds: Dataset, cfg: DeidConfig, person: str, days: int) -> None:
             for item in elem.value or []:
                 _apply(item, cfg, person, days)
             continue
-        if elem.tag in (_PATIENT_ID, _PATIENT_NAME):
-            elem.value = person
+        if elem.tag in (_PATIENT_ID, _PATIENT_NAME):  # in its dictionary VR, whatever was sent
+            ds.add_new(elem.tag, dictionary_VR(elem.tag), person)
         elif action is None:
             continue
         elif elem.VR in ("DA", "DT", "TM"):  # shifted, or kept, as configured; times of day stay
@@ -165,20 +167,49 @@ def _apply(ds: Dataset, cfg: DeidConfig, person: str, days: int) -> None:
                 del ds[elem.tag]
 
 
+def _remove_private(ds: Dataset) -> None:
+    """Remove private elements without decoding them (pydicom's remove_private_tags decodes each,
+    and a private element in a VR pydicom does not know would stop the instance).
+
+    Command (0000) and file meta (0002) elements found in the dataset body belong to a DIMSE
+    message or the file header, and pydicom refuses to write them there; they go too.
+    """
+    for tag in list(ds.keys()):
+        if tag.is_private or tag.group in (0x0000, 0x0002):
+            del ds[tag]
+        elif ds[tag].VR == "SQ":
+            for item in ds[tag].value or []:
+                _remove_private(item)
+
+
+def _new_file_meta(ds: Dataset) -> FileMetaDataset:
+    """A fresh file meta for the copy: same transfer syntax, the new SOP UIDs, this writer.
+
+    Nothing else of the sender's meta group is kept (source AE title, private information),
+    and a damaged meta element cannot stop the copy from being written.
+    """
+    old = ds.file_meta
+    meta = FileMetaDataset()
+    ts = str(old.get("TransferSyntaxUID") or "").strip("\x00 ")
+    if ts:
+        meta.TransferSyntaxUID = UID(ts)
+    if "SOPClassUID" in ds:
+        meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = "OMICSLAKE"
+    return meta
+
+
 def deidentify(ds: Dataset, cfg: DeidConfig, person: str) -> DeidResult:
     """De-identify ``ds`` in place (file meta included) for the person it belongs to."""
     burned = str(ds.get("BurnedInAnnotation", "")).upper() == "YES"
     risk = burned or str(ds.get("Modality", "")).upper() in MODALITIES_WITH_BURNED_IN_TEXT
     days = date_shift(cfg.key, person, cfg.max_shift_days) if cfg.shift_dates else 0
-    ds.remove_private_tags()
+    _remove_private(ds)
     _apply(ds, cfg, person, days)
-    meta = getattr(ds, "file_meta", None)
-    if meta is not None:
-        if "MediaStorageSOPInstanceUID" in meta:
-            meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        meta.ImplementationVersionName = "OMICSLAKE"
-        if "SourceApplicationEntityTitle" in meta:
-            del meta.SourceApplicationEntityTitle
+    if getattr(ds, "file_meta", None) is not None:
+        ds.file_meta = _new_file_meta(ds)
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = "PS3.15 E.1 basic; dates " + ("shifted" if cfg.shift_dates else "kept")
     codes = [

@@ -35,6 +35,9 @@ def iter_resources(path: str, data: bytes) -> Iterator[Found]:
             except json.JSONDecodeError as exc:
                 yield Found(f"line {n}", line, None, f"invalid JSON: {exc.msg} at column {exc.colno}")
                 continue
+            except (ValueError, RecursionError) as exc:
+                yield Found(f"line {n}", line[:10000], None, f"unreadable JSON: {_brief(exc)}")
+                continue
             yield from _unbundle(obj, f"line {n}", line)
         return
     try:
@@ -43,14 +46,24 @@ def iter_resources(path: str, data: bytes) -> Iterator[Found]:
         yield Found(f"offset {exc.pos}", text[:10000], None,
                     f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
         return
+    except (ValueError, RecursionError) as exc:
+        yield Found("offset 0", text[:10000], None, f"unreadable JSON: {_brief(exc)}")
+        return
     yield from _unbundle(obj, "resource", text)
+
+
+def _brief(exc: Exception) -> str:
+    """Why the json module gave up on text it could tokenise: nesting too deep, a huge number."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc).split(";")[0]
 
 
 def _is_ndjson(text: str) -> bool:
     first = text.split("\n", 1)[0].strip()
     try:
         return isinstance(json.loads(first), dict)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         return False
 
 
@@ -59,7 +72,11 @@ def _unbundle(obj, location: str, raw: str) -> Iterator[Found]:
         yield Found(location, raw, None, "not a JSON object")
         return
     if obj.get("resourceType") == "Bundle":
-        for i, entry in enumerate(obj.get("entry") or [], start=1):
+        entries = obj.get("entry") or []
+        if not isinstance(entries, list):
+            yield Found(location, raw[:10000], None, "Bundle.entry is not an array")
+            return
+        for i, entry in enumerate(entries, start=1):
             res = entry.get("resource") if isinstance(entry, dict) else None
             where = f"{location}, entry {i}" if location != "resource" else f"entry {i}"
             if not isinstance(res, dict):
@@ -78,6 +95,8 @@ def validate(resource: dict) -> tuple[str, str, datetime | None, str | None]:
     rtype = resource.get("resourceType")
     if not rtype:
         raise ValueError("no resourceType")
+    if not isinstance(rtype, str):
+        raise ValueError(f"resourceType is a JSON {type(rtype).__name__}, not a string")
     try:
         model = get_fhir_model_class(rtype)
     except (ValueError, KeyError):
@@ -89,9 +108,23 @@ def validate(resource: dict) -> tuple[str, str, datetime | None, str | None]:
         where = ".".join(str(p) for p in first.get("loc", ()))
         raise ValueError(f"invalid {rtype}: {where} {first.get('msg')} "
                          f"({exc.error_count()} problem(s))") from None
+    except (TypeError, KeyError, AttributeError, RecursionError) as exc:
+        # fhir.resources' own validators trip over some malformed nesting (a contained resource
+        # whose resourceType is an object) instead of reporting it; it is still an invalid resource
+        raise ValueError(f"invalid {rtype}: fhir.resources cannot validate it "
+                         f"({type(exc).__name__}: {exc})") from None
     if not obj.id:
         raise ValueError(f"{rtype} has no id, so it cannot be upserted")
     updated = obj.meta.lastUpdated if obj.meta else None
-    if updated is not None and updated.tzinfo is not None:
-        updated = updated.astimezone(UTC).replace(tzinfo=None)
-    return rtype, obj.id, updated, (obj.meta.versionId if obj.meta else None)
+    return rtype, obj.id, _utc(updated), (obj.meta.versionId if obj.meta else None)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """lastUpdated in UTC; an instant that leaves years 1-9999 in UTC (0001-01-01T00:00+01:00) is
+    valid FHIR but has no UTC timestamp, so it is NULL (the raw JSON keeps it)."""
+    if value is None or value.tzinfo is None:
+        return value
+    try:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        return None

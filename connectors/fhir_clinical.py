@@ -15,14 +15,15 @@ from connectors.clinical_records import (
     ICD10_SYSTEMS,
     Source,
     abnormal_flag,
-    demographics,
     fhir_time,
     system_name,
 )
+from connectors.person_features import identifier_keys, identity_features, is_national_id, split_cjk_name
 from connectors.ucum import to_ucum
 
 MAPPED = ("Patient", "Encounter", "Condition", "Observation", "MedicationRequest", "MedicationStatement",
-          "Procedure")
+          "Procedure", "AllergyIntolerance", "Immunization", "DiagnosticReport")
+SEVERITY_RANK = {"mild": 1, "moderate": 2, "severe": 3}
 
 
 def fhir_authority(center_id: str) -> str:
@@ -83,6 +84,9 @@ def records(resource: dict, src: Source) -> dict[str, list[dict]]:
     person = src.person(fhir_authority(src.center_id), pat)
     enc_ref = _ref_id(resource.get("encounter") or resource.get("context"), "Encounter")
     encounter_id = src.record_id("encounter", f"Encounter/{enc_ref}") if enc_ref else None
+    if rtype in _MAPPERS:
+        row = _MAPPERS[rtype][1](resource, src, record, person, encounter_id)
+        return {_MAPPERS[rtype][0]: [row]} if row else {}
     if rtype == "Encounter":
         cls = resource.get("class") or {}
         period = resource.get("period") or {}
@@ -121,24 +125,53 @@ def records(resource: dict, src: Source) -> dict[str, list[dict]]:
 
 
 def _patient(resource: dict, src: Source, record: str) -> list[dict]:
+    """One identity per identifier; Patient.link replaced-by/replaces become merges (as A40),
+    refer/seealso an identifier that links the two Patients deterministically."""
     rid = resource["id"]
     auth = fhir_authority(src.center_id)
     person = src.person(auth, rid)
-    names = resource.get("name") or [{}]
-    name = next((n for n in names if n.get("use") == "official"), names[0])
-    birth = fhir_time(resource.get("birthDate"))
-    postal = ((resource.get("address") or [{}])[0]).get("postalCode")
-    born = date(birth.year, birth.month, birth.day) if birth else None
-    demo = demographics(src.key, resource.get("gender"), born, name.get("family"),
-                        (name.get("given") or [None])[0], postal)
+    links = [(lk.get("type"), other) for lk in resource.get("link") or []
+             if (other := _ref_id(lk.get("other"), "Patient")) and other != rid]
     ids = [(auth, rid, "FHIR-ID", True)] + [
         (i.get("system") or src.center_id, i["value"], _coding(i.get("type"))[0], False)
-        for i in resource.get("identifier") or [] if i.get("value")]
-    return [src.row(record, identity_id=src.record_id("identity", record, a, v), person_id=person,
+        for i in resource.get("identifier") or [] if i.get("value")] + [
+        (auth, other, "FHIR-LINK", False) for kind, other in links if kind in ("refer", "seealso")]
+    demo = _patient_features(resource, src, ids)
+    merged = next((src.person(auth, other) for kind, other in links if kind == "replaced-by"), None)
+    shown = f"Patient/{src.record_id('patient', rid)}"  # a Patient's logical id identifies the person
+    rows = [src.row(shown, identity_id=src.record_id("identity", record, a, v), person_id=person,
                     assigning_authority=a, identifier_type=t,
                     identifier_key=src.record_id("identifier", a, v),
-                    is_primary=primary, merged_into_person_id=None, **demo)
+                    is_primary=primary, merged_into_person_id=merged, **demo,
+                    **identifier_keys(src.key, a, t, v))
             for a, v, t, primary in ids]
+    return rows + [_replaced(src, shown, auth, other, person) for kind, other in links if kind == "replaces"]
+
+
+def _replaced(src: Source, shown: str, auth: str, other: str, survivor: str) -> dict:
+    """The identity of a Patient this one replaces, merged into it (like an A40's MRG)."""
+    return src.row(
+        f"{shown} replaces", identity_id=src.record_id("identity", f"Patient/{other}", auth, other),
+        person_id=src.person(auth, other), assigning_authority=auth, identifier_type="FHIR-ID",
+        identifier_key=src.record_id("identifier", auth, other), is_primary=True,
+        merged_into_person_id=survivor, **identifier_keys(src.key, auth, "FHIR-ID", other))
+
+
+def _patient_features(resource: dict, src: Source, ids: list) -> dict:
+    """Keyed linkage features of every name, telecom phone and address (the official name first)."""
+    names = sorted(resource.get("name") or [], key=lambda n: n.get("use") != "official")
+    pairs = [(n.get("family"), " ".join(n.get("given") or []) or None)
+             if (n.get("family") or n.get("given")) else split_cjk_name(n.get("text")) for n in names]
+    phones = [t.get("value") for t in resource.get("telecom") or []
+              if t.get("system") in (None, "phone", "sms")]
+    addresses = resource.get("address") or []
+    texts = [a.get("text") or " ".join(p for p in (a.get("state"), a.get("city"), a.get("district"),
+                                                    *(a.get("line") or [])) if p) for a in addresses]
+    birth = fhir_time(resource.get("birthDate"))
+    born = date(birth.year, birth.month, birth.day) if birth else None
+    national = [v for a, v, t, _ in ids if is_national_id(a, t)]
+    return identity_features(src.key, pairs, born, resource.get("gender"), phones, texts,
+                             (addresses[0] if addresses else {}).get("postalCode"), national)
 
 
 def _observation(resource: dict, src: Source, record: str, person: str, encounter_id: str | None) -> dict:
@@ -185,3 +218,63 @@ def _medication(resource: dict, src: Source, record: str, person: str, encounter
         dose_value=dose.get("value"),
         dose_unit=to_ucum(dose.get("code"), dose.get("system")) or dose.get("unit"),
         route=route[2] or route[0], start_time=fhir_time(start), end_time=fhir_time(end))
+
+
+def _allergy(resource: dict, src: Source, record: str, person: str, encounter_id: str | None) -> dict | None:
+    code, system, display = _coding(resource.get("code"))
+    if not (code or display):
+        return None
+    reactions = resource.get("reaction") or []
+    shown = [_coding(m) for rx in reactions for m in rx.get("manifestation") or []]
+    severities = [rx["severity"] for rx in reactions if rx.get("severity") in SEVERITY_RANK]
+    onset = resource.get("onsetDateTime") or (resource.get("onsetPeriod") or {}).get("start")
+    return src.row(
+        record, allergy_id=src.record_id("allergy", record), person_id=person, encounter_id=encounter_id,
+        substance_code=code, substance_system=system, substance_display=display,
+        category=",".join(resource.get("category") or []) or None, allergy_type=resource.get("type"),
+        criticality=resource.get("criticality"),
+        reaction="; ".join(d or c for c, _, d in shown if d or c) or None,
+        reaction_code=next((c for c, _, _ in shown if c), None),
+        severity=max(severities, key=SEVERITY_RANK.__getitem__) if severities else None,
+        clinical_status=_coding(resource.get("clinicalStatus"))[0],
+        verification_status=_coding(resource.get("verificationStatus"))[0],
+        onset_time=fhir_time(onset), recorded_time=fhir_time(resource.get("recordedDate")))
+
+
+def _immunization(resource: dict, src: Source, record: str, person: str,
+                  encounter_id: str | None) -> dict | None:
+    code, system, display = _coding(resource.get("vaccineCode"), {"http://hl7.org/fhir/sid/cvx"})
+    if not code:
+        return None
+    dose = resource.get("doseQuantity") or {}
+    route, site = _coding(resource.get("route")), _coding(resource.get("site"))
+    return src.row(
+        record, immunization_id=src.record_id("immunization", record), person_id=person,
+        encounter_id=encounter_id, vaccine_code=code, vaccine_system=system or "unknown",
+        vaccine_display=display, status=resource.get("status"),
+        occurrence_time=fhir_time(resource.get("occurrenceDateTime")),
+        primary_source=resource.get("primarySource"), lot_number=resource.get("lotNumber"),
+        manufacturer=(resource.get("manufacturer") or {}).get("display"), dose_value=dose.get("value"),
+        dose_unit=to_ucum(dose.get("code"), dose.get("system")) or dose.get("unit"),
+        route=route[2] or route[0], site=site[2] or site[0])
+
+
+def _report(resource: dict, src: Source, record: str, person: str, encounter_id: str | None) -> dict | None:
+    """Results become the observation_id silver.observations gives the referenced Observation."""
+    code, system, display = _coding(resource.get("code"), {"http://loinc.org"})
+    if not code:
+        return None
+    effective = resource.get("effectiveDateTime") or (resource.get("effectivePeriod") or {}).get("start")
+    results = [src.record_id("observation", f"Observation/{oid}")
+               for ref in resource.get("result") or [] if (oid := _ref_id(ref, "Observation"))]
+    return src.row(
+        record, report_id=src.record_id("report", record), person_id=person, encounter_id=encounter_id,
+        code=code, code_system=system or "unknown", loinc_code=code if system == "LOINC" else None,
+        display=display, category=_coding((resource.get("category") or [None])[0])[0],
+        status=resource.get("status"), effective_time=fhir_time(effective),
+        issued_time=fhir_time(resource.get("issued")), result_observation_ids=results,
+        conclusion=resource.get("conclusion"))
+
+
+_MAPPERS = {"AllergyIntolerance": ("allergies", _allergy), "Immunization": ("immunizations", _immunization),
+            "DiagnosticReport": ("diagnostic_reports", _report)}

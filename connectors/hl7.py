@@ -3,6 +3,12 @@
 Files may separate segments with ``\\r``, ``\\n`` or ``\\r\\n``; a message starts at each MSH
 segment (batch FHS/BHS/BTS/FTS envelopes are dropped). Messages are normalised to ``\\r`` and
 parsed with hl7apy in tolerant mode, with the encoding characters read from MSH-1/MSH-2.
+
+hl7apy refuses two things real feeds send: a fifth encoding character (the v2.7 truncation
+character, ``^~\\&#``, also required by v2.5.1 lab guides) and versions it has no structures for
+(2.7.1, 2.9) or only thin ones (its 2.1 library lacks AL1). v2 only ever adds fields at the end
+of a segment, so such messages are handed to hl7apy with four encoding characters and the
+nearest structure version; the message itself, as sent, is what gets stored.
 """
 
 from __future__ import annotations
@@ -11,7 +17,13 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-SUPPORTED_VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2")
+# Declared MSH-12 version -> the hl7apy structure version it is parsed with.
+STRUCTURE_VERSION = {
+    "2.1": "2.3", "2.2": "2.3", "2.3": "2.3", "2.3.1": "2.3.1", "2.4": "2.4", "2.5": "2.5", "2.5.1": "2.5.1",
+    "2.6": "2.6", "2.7": "2.7", "2.7.1": "2.7", "2.8": "2.8", "2.8.1": "2.8.1", "2.8.2": "2.8.2",
+    "2.9": "2.8.2", "2.9.1": "2.8.2",
+}
+SUPPORTED_VERSIONS = tuple(STRUCTURE_VERSION)
 _SEGMENT_END_B = re.compile(rb"\r\n|\n|\r")
 _ENVELOPE = ("FHS", "BHS", "BTS", "FTS")
 _SEGMENT = re.compile(r"[A-Z][A-Z0-9]{2}(?:[|^~\\&#]|$)")
@@ -87,9 +99,12 @@ def read_header(text: str) -> Header:
         return v or None
 
     mtype = (field(9) or "").split(comp)
+    trigger = mtype[1] if len(mtype) > 1 and mtype[1] else None
+    if trigger is None:  # v2.1 names the event only in EVN-1
+        evn = next((s.split(fs) for s in segments if s.startswith("EVN" + fs)), [])
+        trigger = (evn[1].split(comp)[0] or None) if len(evn) > 1 else None
     return Header(
-        control_id=field(10), message_type=mtype[0] or None,
-        trigger_event=mtype[1] if len(mtype) > 1 and mtype[1] else None,
+        control_id=field(10), message_type=mtype[0] or None, trigger_event=trigger,
         structure=mtype[2] if len(mtype) > 2 and mtype[2] else None,
         version=(field(12) or "").split(comp)[0] or None,
         sending_application=field(3), sending_facility=field(4), receiving_application=field(5),
@@ -107,15 +122,30 @@ def parse(text: str):
     if not header.control_id:
         raise HL7Error("MSH-10 (message control id) is empty", "AR")
     if header.version not in SUPPORTED_VERSIONS:
-        raise HL7Error(f"HL7 version {header.version!r} is not supported (2.3 to 2.8)", "AR",
+        raise HL7Error(f"HL7 version {header.version!r} is not supported (2.1 to 2.9)", "AR",
                        header.control_id)
     if not header.message_type:
         raise HL7Error("MSH-9 (message type) is empty", "AE", header.control_id)
     try:
-        msg = parse_message(text, validation_level=VALIDATION_LEVEL.TOLERANT, find_groups=False)
+        msg = parse_message(for_hl7apy(text, header.version), validation_level=VALIDATION_LEVEL.TOLERANT,
+                            find_groups=False)
     except (HL7apyException, ValueError, KeyError, IndexError) as exc:
         raise HL7Error(f"hl7apy cannot parse it: {exc}", "AE", header.control_id) from exc
     return header, msg
+
+
+def for_hl7apy(text: str, version: str) -> str:
+    """The message as hl7apy takes it: MSH-2 without a truncation character, MSH-12 naming the
+    structure version to parse with. Only the MSH segment changes; callers keep ``text``."""
+    msh, sep, rest = text.partition("\r")
+    fs = msh[3]
+    f = msh.split(fs)
+    if len(f[1]) == 5:
+        f[1] = f[1][:4]
+    if len(f) > 11 and STRUCTURE_VERSION[version] != version:
+        comp = f[1][:1] or "^"
+        f[11] = comp.join([STRUCTURE_VERSION[version], *f[11].split(comp)[1:]])
+    return fs.join(f) + sep + rest
 
 
 def hl7_timestamp(value: str | None) -> datetime | None:

@@ -3,7 +3,9 @@
 The message is split with python-hl7 (fast, honours the message's own separators and
 escape sequences); hl7apy has already validated it on the way into bronze. Mapped segments:
 PID (identities and demographics), MRG (A40 merge), PV1 (encounters), DG1 (conditions),
-OBR/OBX (observations, one per OBX). Other segments, Z-segments included, stay in bronze.
+AL1 (allergies), OBR (diagnostic reports), OBX (observations, one per OBX), RXA/RXR
+(immunizations, VXU). Other segments, Z-segments included, stay in bronze. Coded values follow
+the HL7 v2-to-FHIR mappings where one exists, so both formats fill silver with one vocabulary.
 """
 
 from __future__ import annotations
@@ -15,18 +17,26 @@ import hl7
 from connectors.clinical_records import (
     Source,
     abnormal_flag,
-    demographics,
     reference_range,
     system_name,
     to_float,
 )
 from connectors.hl7 import hl7_timestamp
+from connectors.person_features import identifier_keys, identity_features, is_national_id
 from connectors.ucum import to_ucum
 
 PATIENT_CLASS = {"I": "IMP", "O": "AMB", "E": "EMER", "P": "PRENC", "R": "AMB", "B": "IMP"}
 EVENT_STATUS = {"A01": "in-progress", "A02": "in-progress", "A03": "finished", "A04": "arrived",
                 "A11": "cancelled", "A13": "in-progress"}
 CODED = {"CE", "CWE", "CNE", "CF"}
+# v2 table 0127 (allergen type) -> FHIR AllergyIntolerance.category; 0128 (severity) -> criticality
+# (v2-to-FHIR ConceptMaps) and -> reaction severity.
+ALLERGY_CATEGORY = {"DA": "medication", "FA": "food", "EA": "environment", "AA": "environment",
+                    "PA": "environment", "LA": "environment"}
+ALLERGY_CRITICALITY = {"SV": "high", "MI": "low"}
+ALLERGY_SEVERITY = {"SV": "severe", "MO": "moderate", "MI": "mild"}
+NOT_ADMINISTERED = {"RE", "NA"}  # RXA-20 refused / not administered
+UNKNOWN_AMOUNT = 999.0  # RXA-6 placeholder in the CDC immunization guide
 
 
 class Reader:
@@ -34,6 +44,9 @@ class Reader:
 
     def __init__(self, text: str):
         self.msg = hl7.parse(text)
+        encoding = str(self.msg.segment("MSH")[2])
+        # python-hl7 knows no \P\ (v2.7 escaped truncation character); it drops unknown escapes.
+        self._app_map = {"P": encoding[4]} if len(encoding) > 4 else None
 
     def segments(self, name: str) -> list:
         return [s for s in self.msg if str(s[0]) == name]
@@ -57,7 +70,7 @@ class Reader:
             if len(x) < idx:
                 return None
             x = x[idx - 1]
-        value = self.msg.unescape(str(x)) if isinstance(x, str) else None
+        value = self.msg.unescape(str(x), self._app_map) if isinstance(x, str) else None
         return value if value not in (None, "", '""') else None
 
     def reps(self, seg, field: int) -> int:
@@ -91,6 +104,24 @@ def _primary(ids: list[tuple[str, str, str | None]]) -> tuple[str, str, str | No
     return next((i for i in ids if (i[2] or "").upper() == "MR"), ids[0])
 
 
+def _xtn(r: Reader, seg, field: int, i: int) -> str | None:
+    """A phone number: XTN-12 unformatted, else XTN-1, else country + area + local (XTN-5/6/7)."""
+    parts = "".join(p for p in (r.get(seg, field, i, c) for c in (5, 6, 7)) if p)
+    return r.get(seg, field, i, 12) or r.get(seg, field, i, 1) or parts or None
+
+
+def _pid_features(r: Reader, pid, src: Source, ids: list[tuple[str, str, str | None]]) -> dict:
+    """Keyed linkage features of every PID-5 name, PID-7/8, every PID-11 address, PID-13/14
+    phones and a resident ID among the PID-3 repetitions; the clear values stay here."""
+    names = [(r.get(pid, 5, i, 1), r.get(pid, 5, i, 2)) for i in range(1, r.reps(pid, 5) + 1)]
+    addresses = [" ".join(p for p in (r.get(pid, 11, i, c) for c in (4, 3, 9, 1, 2)) if p)
+                 for i in range(1, r.reps(pid, 11) + 1)]
+    phones = [_xtn(r, pid, f, i) for f in (13, 14) for i in range(1, r.reps(pid, f) + 1)]
+    national = [value for auth, value, itype in ids if is_national_id(auth, itype)]
+    return identity_features(src.key, names, _date(r.get(pid, 7)), r.get(pid, 8), phones, addresses,
+                             r.get(pid, 11, 1, 5), national)
+
+
 def records(text: str, src: Source, control_id: str, trigger: str | None) -> dict[str, list[dict]]:
     """Silver rows by table for one message; empty when it names no patient."""
     r = Reader(text)
@@ -101,14 +132,13 @@ def records(text: str, src: Source, control_id: str, trigger: str | None) -> dic
     out: dict[str, list[dict]] = {}
     p_auth, p_value, _ = _primary(ids)
     person = src.person(p_auth, p_value)
-    demo = demographics(src.key, r.get(pid, 8), _date(r.get(pid, 7)), r.get(pid, 5, 1, 1),
-                        r.get(pid, 5, 1, 2), r.get(pid, 11, 1, 5))
+    demo = _pid_features(r, pid, src, ids)
     out["patient_identities"] = [
         src.row(f"{control_id} PID", identity_id=src.record_id("identity", p_auth, p_value, auth, value),
                 person_id=person, assigning_authority=auth, identifier_type=itype,
                 identifier_key=src.record_id("identifier", auth, value),
                 is_primary=(auth, value) == (p_auth, p_value),
-                merged_into_person_id=None, **demo)
+                merged_into_person_id=None, **demo, **identifier_keys(src.key, auth, itype, value))
         for auth, value, itype in ids
     ]
     mrg = r.first("MRG")
@@ -119,7 +149,7 @@ def records(text: str, src: Source, control_id: str, trigger: str | None) -> dic
                 f"{control_id} MRG", identity_id=src.record_id("identity", auth, value, auth, value),
                 person_id=prior, assigning_authority=auth, identifier_type=itype,
                 identifier_key=src.record_id("identifier", auth, value), is_primary=True,
-                merged_into_person_id=person, **demographics(src.key, None, None, None, None, None)))
+                merged_into_person_id=person, **identifier_keys(src.key, auth, itype, value)))
     encounter_id = _encounter(r, src, person, control_id, trigger, out)
     for i, dg1 in enumerate(r.segments("DG1"), 1):
         code = r.get(dg1, 3, 1, 1)
@@ -133,6 +163,8 @@ def records(text: str, src: Source, control_id: str, trigger: str | None) -> dic
             icd10_code=code if system.startswith("ICD-10") and system != "ICD-10-PCS" else None,
             display=r.get(dg1, 3, 1, 2) or r.get(dg1, 4), onset_time=hl7_timestamp(r.get(dg1, 5)),
             clinical_status=r.get(dg1, 6)))
+    _allergies(r, src, person, encounter_id, control_id, out)
+    _immunizations(r, src, person, encounter_id, control_id, out)
     _observations(r, src, person, encounter_id, control_id, out)
     return out
 
@@ -166,45 +198,136 @@ def _encounter(r: Reader, src: Source, person: str, control_id: str, trigger: st
 
 def _observations(r: Reader, src: Source, person: str, encounter_id: str | None, control_id: str,
                   out: dict) -> None:
-    order, order_time = control_id, None
+    """One observation per OBX; each OBR opens a diagnostic report that lists the OBX after it."""
+    order, order_time, report = control_id, None, None
     for n, seg in enumerate(r.msg, 1):
         name = str(seg[0])
         if name == "OBR":
             order = r.get(seg, 3) or r.get(seg, 2) or f"{control_id}#{n}"
             order_time = hl7_timestamp(r.get(seg, 7))
+            report = _report(r, seg, src, person, encounter_id, control_id, order, n)
+            if report is not None:
+                out.setdefault("diagnostic_reports", []).append(report)
+        elif name == "OBX":
+            row = _obx(r, seg, src, person, encounter_id, control_id, order, order_time, n)
+            if row is not None:
+                out.setdefault("observations", []).append(row)
+                if report is not None:
+                    report["result_observation_ids"].append(row["observation_id"])
+
+
+def _report(r: Reader, obr, src: Source, person: str, encounter_id: str | None, control_id: str,
+            order: str, n: int) -> dict | None:
+    code = r.get(obr, 4, 1, 1)
+    if not code:
+        return None
+    system = system_name(r.get(obr, 4, 1, 3)) or "local"
+    return src.row(
+        f"{control_id} OBR {r.get(obr, 1) or n}", report_id=src.record_id("report", order),
+        person_id=person, encounter_id=encounter_id, code=code, code_system=system,
+        loinc_code=code if system == "LOINC" else None, display=r.get(obr, 4, 1, 2),
+        category=r.get(obr, 24), status=r.get(obr, 25), effective_time=hl7_timestamp(r.get(obr, 7)),
+        issued_time=hl7_timestamp(r.get(obr, 22)), result_observation_ids=[], conclusion=None)
+
+
+def _obx(r: Reader, seg, src: Source, person: str, encounter_id: str | None, control_id: str,
+         order: str, order_time, n: int) -> dict | None:
+    code = r.get(seg, 3, 1, 1)
+    if not code:
+        return None
+    set_id, vtype = r.get(seg, 1) or str(n), (r.get(seg, 2) or "").upper()
+    system = system_name(r.get(seg, 3, 1, 3)) or "local"
+    value_num = value_text = value_code = None
+    if vtype == "NM":
+        value_num = to_float(r.get(seg, 5))
+        value_text = None if value_num is not None else r.get(seg, 5)
+    elif vtype == "SN":
+        comparator, num = r.get(seg, 5, 1, 1), r.get(seg, 5, 1, 2)
+        value_num = to_float(num) if not comparator and not r.get(seg, 5, 1, 3) else None
+        value_text = "".join(p for p in (r.get(seg, 5, 1, c) for c in (1, 2, 3, 4)) if p) or None
+    elif vtype in CODED:
+        value_code, value_text = r.get(seg, 5, 1, 1), r.get(seg, 5, 1, 2)
+    else:
+        parts = [r.get(seg, 5, i) for i in range(1, r.reps(seg, 5) + 1)]
+        value_text = "\n".join(p for p in parts if p) or None
+    ref_text = r.get(seg, 7)
+    low, high = reference_range(ref_text)
+    flag, derived = abnormal_flag(r.get(seg, 8), value_num, low, high)
+    unit_code, unit_system = r.get(seg, 6, 1, 1), r.get(seg, 6, 1, 3)
+    return src.row(
+        f"{control_id} OBX {set_id}",
+        observation_id=src.record_id("observation", order, set_id, code, r.get(seg, 4)),
+        person_id=person, encounter_id=encounter_id, order_id=src.record_id("order", order),
+        code=code, code_system=system, loinc_code=code if system == "LOINC" else None,
+        display=r.get(seg, 3, 1, 2), category=None, value_type=vtype or None, value_num=value_num,
+        value_text=value_text, value_code=value_code, unit=to_ucum(unit_code, unit_system),
+        source_unit=unit_code, reference_low=low, reference_high=high, reference_text=ref_text,
+        abnormal_flag=flag, abnormal_flag_derived=derived, status=r.get(seg, 11),
+        effective_time=hl7_timestamp(r.get(seg, 14)) or order_time or src.event_time,
+        components_json=None)
+
+
+def _allergies(r: Reader, src: Source, person: str, encounter_id: str | None, control_id: str,
+               out: dict) -> None:
+    """AL1 as v2-to-FHIR maps it (AL1 lists current allergies, so they are active); keyed on the
+    person and substance, so a re-sent list updates rather than adds."""
+    for i, al1 in enumerate(r.segments("AL1"), 1):
+        code, display = r.get(al1, 3, 1, 1), r.get(al1, 3, 1, 2)
+        if not (code or display):
             continue
-        if name != "OBX":
-            continue
-        code = r.get(seg, 3, 1, 1)
-        if not code:
-            continue
-        set_id, vtype = r.get(seg, 1) or str(n), (r.get(seg, 2) or "").upper()
-        system = system_name(r.get(seg, 3, 1, 3)) or "local"
-        value_num = value_text = value_code = None
-        if vtype == "NM":
-            value_num = to_float(r.get(seg, 5))
-            value_text = None if value_num is not None else r.get(seg, 5)
-        elif vtype == "SN":
-            comparator, num = r.get(seg, 5, 1, 1), r.get(seg, 5, 1, 2)
-            value_num = to_float(num) if not comparator and not r.get(seg, 5, 1, 3) else None
-            value_text = "".join(p for p in (r.get(seg, 5, 1, c) for c in (1, 2, 3, 4)) if p) or None
-        elif vtype in CODED:
-            value_code, value_text = r.get(seg, 5, 1, 1), r.get(seg, 5, 1, 2)
-        else:
-            parts = [r.get(seg, 5, i) for i in range(1, r.reps(seg, 5) + 1)]
-            value_text = "\n".join(p for p in parts if p) or None
-        ref_text = r.get(seg, 7)
-        low, high = reference_range(ref_text)
-        flag, derived = abnormal_flag(r.get(seg, 8), value_num, low, high)
-        unit_code, unit_system = r.get(seg, 6, 1, 1), r.get(seg, 6, 1, 3)
-        out.setdefault("observations", []).append(src.row(
-            f"{control_id} OBX {set_id}",
-            observation_id=src.record_id("observation", order, set_id, code, r.get(seg, 4)),
-            person_id=person, encounter_id=encounter_id, order_id=src.record_id("order", order),
-            code=code, code_system=system, loinc_code=code if system == "LOINC" else None,
-            display=r.get(seg, 3, 1, 2), category=None, value_type=vtype or None, value_num=value_num,
-            value_text=value_text, value_code=value_code, unit=to_ucum(unit_code, unit_system),
-            source_unit=unit_code, reference_low=low, reference_high=high, reference_text=ref_text,
-            abnormal_flag=flag, abnormal_flag_derived=derived, status=r.get(seg, 11),
-            effective_time=hl7_timestamp(r.get(seg, 14)) or order_time or src.event_time,
-            components_json=None))
+        system = system_name(r.get(al1, 3, 1, 3))
+        kind, severity = (r.get(al1, 2) or "").upper(), (r.get(al1, 4) or "").upper()
+        reactions = [(r.get(al1, 5, k, 1), r.get(al1, 5, k, 2), r.get(al1, 5, k, 3))
+                     for k in range(1, r.reps(al1, 5) + 1)]
+        out.setdefault("allergies", []).append(src.row(
+            f"{control_id} AL1 {r.get(al1, 1) or i}",
+            allergy_id=src.record_id("allergy", person, system, code or display.upper()),
+            person_id=person, encounter_id=encounter_id, substance_code=code, substance_system=system,
+            substance_display=display, category=ALLERGY_CATEGORY.get(kind),
+            allergy_type=None if kind in ("", "MC") else "allergy",
+            criticality=ALLERGY_CRITICALITY.get(severity),
+            reaction="; ".join(t or c for c, t, _ in reactions if t or c) or None,
+            reaction_code=next((c for c, t, s in reactions if c and (t or s)), None),
+            severity=ALLERGY_SEVERITY.get(severity), clinical_status="active", verification_status=None,
+            onset_time=hl7_timestamp(r.get(al1, 6)), recorded_time=None))
+
+
+def _immunizations(r: Reader, src: Source, person: str, encounter_id: str | None, control_id: str,
+                   out: dict) -> None:
+    """One row per RXA (VXU); the RXR after it gives route and site."""
+    current, k = None, 0
+    for seg in r.msg:
+        name = str(seg[0])
+        if name == "RXA":
+            k += 1
+            current = _rxa(r, seg, src, person, encounter_id, f"{control_id} RXA {k}")
+            if current is not None:
+                out.setdefault("immunizations", []).append(current)
+        elif name == "RXR" and current is not None:
+            current["route"] = r.get(seg, 1, 1, 2) or r.get(seg, 1, 1, 1)
+            current["site"] = r.get(seg, 2, 1, 2) or r.get(seg, 2, 1, 1)
+
+
+def _rxa(r: Reader, rxa, src: Source, person: str, encounter_id: str | None, record: str) -> dict | None:
+    reps = range(1, r.reps(rxa, 5) + 1)
+    rep = next((k for k in reps if system_name(r.get(rxa, 5, k, 3)) == "CVX"), 1)
+    code = r.get(rxa, 5, rep, 1)
+    if not code:
+        return None
+    system = system_name(r.get(rxa, 5, rep, 3)) or "local"
+    given = r.get(rxa, 3)
+    dose = to_float(r.get(rxa, 6))
+    unit_code, unit_system = r.get(rxa, 7, 1, 1), r.get(rxa, 7, 1, 3)
+    if (r.get(rxa, 21) or "").upper() == "D":
+        status = "entered-in-error"
+    else:
+        status = "not-done" if (r.get(rxa, 20) or "").upper() in NOT_ADMINISTERED else "completed"
+    note = r.get(rxa, 9, 1, 1)
+    return src.row(
+        record, immunization_id=src.record_id("immunization", person, system, code, given),
+        person_id=person, encounter_id=encounter_id, vaccine_code=code, vaccine_system=system,
+        vaccine_display=r.get(rxa, 5, rep, 2), status=status, occurrence_time=hl7_timestamp(given),
+        primary_source=None if note is None else note == "00", lot_number=r.get(rxa, 15),
+        manufacturer=r.get(rxa, 17, 1, 2) or r.get(rxa, 17, 1, 1),
+        dose_value=None if dose == UNKNOWN_AMOUNT else dose,
+        dose_unit=to_ucum(unit_code, unit_system) or unit_code, route=None, site=None)

@@ -11,15 +11,13 @@ which gives the exact per-line reason. Both paths produce identical rows; the te
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.contigs import normalise_contig
-from connectors.vcf import VcfHeader, parse_info, parse_record
+from connectors.vcf import Fixed, VcfHeader, parse_fixed, parse_record
 
 GENOTYPE_FIELDS = ("sample_index", "gt", "phased", "dp", "gq", "ad")
 
@@ -29,52 +27,6 @@ class Rejected:
     line: int | None
     raw: str
     reason: str
-
-
-@dataclass
-class _Fixed:
-    contig: str
-    pos: int
-    end: int
-    id: str | None
-    ref: str
-    alt: list[str]
-    qual: float | None
-    filter: list[str] | None
-    info_json: str
-    fmt: str
-    samples_text: str
-    n_alleles: int
-
-
-_DNA = frozenset("ACGTNacgtn")
-
-
-def _fixed(line: str, header: VcfHeader, contigs: dict[str, str]) -> _Fixed:
-    parts = line.rstrip("\n").rstrip("\r").split("\t", 9)
-    want = 10 if header.samples else 8
-    if len(parts) < want or (not header.samples and len(parts) > 8):
-        raise ValueError(f"expected {8 + (1 + len(header.samples) if header.samples else 0)} "
-                         f"tab-separated columns, found {line.count(chr(9)) + 1}")
-    chrom, pos_s, vid, ref, alt, qual, filt, info = parts[:8]
-    if not pos_s.isdigit() or int(pos_s) < 1:
-        raise ValueError(f"POS {pos_s!r} is not a positive integer")
-    if not ref or not _DNA.issuperset(ref):
-        raise ValueError(f"REF {ref!r} is not a DNA sequence")
-    pos = int(pos_s)
-    alts = [] if alt == "." else alt.upper().split(",")
-    info_d = parse_info(info, header.info)
-    end = info_d.get("END")
-    contig = contigs.get(chrom)
-    if contig is None:
-        contig = contigs[chrom] = normalise_contig(chrom)
-    return _Fixed(
-        contig, pos, int(end) if isinstance(end, int) else pos + len(ref) - 1,
-        None if vid == "." else vid, ref.upper(), alts,
-        None if qual == "." else float(qual), None if filt == "." else filt.split(";"),
-        json.dumps(info_d, sort_keys=True), parts[8] if header.samples else "",
-        parts[9] if header.samples else "", 1 + len(alts),
-    )
 
 
 class _Fallback(Exception):
@@ -126,7 +78,7 @@ def _diploid_gt(gt_text: pa.Array) -> tuple[pa.Array, pa.Array] | None:
     return gt, pa.array(sep == ord("|"))
 
 
-def _genotypes(rows: list[_Fixed], ns: int) -> pa.Array:
+def _genotypes(rows: list[Fixed], ns: int) -> pa.Array:
     """One list<struct> per row, all rows sharing one FORMAT."""
     n = len(rows)
     text = pa.array([r.samples_text for r in rows], pa.string())
@@ -154,7 +106,8 @@ def _genotypes(rows: list[_Fixed], ns: int) -> pa.Array:
             gt = _int_list(pc.split_pattern(pc.replace_substring(gt_text, "|", "/"), "/"))
         owner = pc.list_parent_indices(gt).to_numpy() // ns
         n_alleles = np.fromiter((r.n_alleles for r in rows), np.int32, n)
-        if (gt.flatten().to_numpy() >= n_alleles[owner]).any():
+        flat = gt.flatten().to_numpy()
+        if (flat >= n_alleles[owner]).any() or (flat < -1).any():
             raise _Fallback
     dp, gq = (_nullable_int(f) if (f := field(k)) is not None else pa.nulls(n * ns, pa.int32())
               for k in ("DP", "GQ"))
@@ -169,7 +122,7 @@ def _genotypes(rows: list[_Fixed], ns: int) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(np.arange(0, (n + 1) * ns, ns, dtype=np.int32)), struct)
 
 
-def _slow_genotypes(rows: list[_Fixed], lines: list[str], header: VcfHeader):
+def _slow_genotypes(rows: list[Fixed], lines: list[str], header: VcfHeader):
     """Exact per-line parse; returns (genotype lists, per-row error or None)."""
     out, errors = [], []
     for line in lines:
@@ -183,15 +136,19 @@ def _slow_genotypes(rows: list[_Fixed], lines: list[str], header: VcfHeader):
 
 
 def parse_lines(lines: list[str], line_numbers: list[int | None], header: VcfHeader,
-                genotype_type: pa.DataType) -> tuple[dict[str, pa.Array], list[int], list[Rejected]]:
-    """Parse data lines; returns (bronze core columns of accepted rows, their indexes, rejects)."""
+                genotype_type: pa.DataType, gaps: set[str] | None = None,
+                ) -> tuple[dict[str, pa.Array], list[int], list[Rejected]]:
+    """Parse data lines; returns (bronze core columns of accepted rows, their indexes, rejects).
+
+    Header gaps that htslib reads past (undeclared keys, valueless INFO) are added to ``gaps``.
+    """
     contigs: dict[str, str] = {}
-    fixed: list[_Fixed] = []
+    fixed: list[Fixed] = []
     kept: list[int] = []
     rejected: list[Rejected] = []
     for i, line in enumerate(lines):
         try:
-            fixed.append(_fixed(line, header, contigs))
+            fixed.append(parse_fixed(line, header, contigs, gaps))
             kept.append(i)
         except (ValueError, KeyError, IndexError) as exc:
             rejected.append(Rejected(line_numbers[i], line.rstrip("\r\n"), str(exc)))

@@ -5,7 +5,7 @@ with NumPy there instead of exploding the nested bronze column again in the engi
 a 1,000-sample file costs more than the parse. The rules are those of
 ``jobs.clean_variants.split_genotypes`` (``bcftools norm -m-any``): per ALT k, alleles equal
 to k become 1, other called alleles 0, missing stay -1; AD keeps REF and ALT k; symbolic and
-``*`` ALTs are left out. The tests check both paths give the same rows.
+``*`` ALTs are left out (``connectors.alleles``). The tests check both paths give the same rows.
 """
 
 from __future__ import annotations
@@ -14,12 +14,45 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-SILVER_FIELDS = ("variant_id", "person_id", "sample_id", "center_id", "contig", "pos", "gt", "phased",
-                 "alt_count", "dp", "gq", "ad", "source_checksum", "ingest_run_id", "person_bucket")
+from connectors.alleles import NO_HOM_REF, REFERENCE, VARIANTS, is_sequence, record_destination
 
 
-def _symbolic(alt: str) -> bool:
-    return alt.startswith("<") or alt == "*"
+def record_destinations(cols: dict[str, pa.Array]) -> list[str]:
+    """Per parsed record, the silver table it is accounted to or the rule setting it aside.
+
+    A reference-only record counts as reference evidence only when some sample is called
+    homozygous reference on it (every allele 0); otherwise nothing in it can land.
+    """
+    alts = cols["alt"]
+    plain = pc.invert(pc.match_substring_regex(alts.flatten(), r"[<>\[\].*]"))
+    has_plain = np.bincount(pc.list_parent_indices(alts).to_numpy(zero_copy_only=False),
+                            weights=plain.to_numpy(zero_copy_only=False), minlength=len(alts)) > 0
+    # an ALT with none of <>[].* is a sequence allele, so the record is a variant's
+    out = [VARIANTS if has_plain[i] else record_destination(alts[i].as_py()) for i in range(len(alts))]
+    ref_rows = [i for i, d in enumerate(out) if d == REFERENCE]
+    if ref_rows:
+        called = _hom_ref_rows(cols["genotypes"], ref_rows)
+        for i in ref_rows:
+            if i not in called:
+                out[i] = NO_HOM_REF
+    return out
+
+
+def _hom_ref_rows(geno: pa.Array, rows: list[int]) -> set[int]:
+    """Which of ``rows`` have a sample whose GT is all 0 (vectorised: gVCFs hold millions)."""
+    sub = geno.take(pa.array(rows, pa.int64()))
+    calls = sub.flatten()
+    if not len(calls):
+        return set()
+    gt = calls.field("gt")
+    lengths = pc.list_value_length(gt).fill_null(0).to_numpy(zero_copy_only=False)
+    alleles = gt.flatten().to_numpy(zero_copy_only=False)
+    owner = np.repeat(np.arange(len(gt)), lengths)
+    nonzero = np.bincount(owner, weights=alleles != 0, minlength=len(gt))
+    hom_ref = (lengths > 0) & (nonzero == 0)
+    row_of_call = pc.list_parent_indices(sub).to_numpy(zero_copy_only=False)
+    has = np.bincount(row_of_call, weights=hom_ref, minlength=len(rows)) > 0
+    return {rows[k] for k in np.nonzero(has)[0]}
 
 
 def carrier_rows(cols: dict[str, pa.Array], samples: list[str], persons: list[str | None],
@@ -39,7 +72,7 @@ def carrier_rows(cols: dict[str, pa.Array], samples: list[str], persons: list[st
     alts = cols["alt"].to_pylist()
     pieces: list[tuple[np.ndarray, np.ndarray, pa.Array, pa.Array, np.ndarray]] = []
     # (genotype index, line index, recoded gt lists, ad lists, alt index) per ALT group
-    bi = np.array([len(a) == 1 and not _symbolic(a[0]) for a in alts])
+    bi = np.array([len(a) == 1 and is_sequence(a[0]) for a in alts])
     top = np.maximum.reduceat(alleles, starts) if len(alleles) else np.zeros(0, np.int32)
     pick = np.nonzero((top >= 1) & bi[line_of])[0]
     if len(pick):
@@ -50,7 +83,7 @@ def carrier_rows(cols: dict[str, pa.Array], samples: list[str], persons: list[st
         pieces.append((pick, line_of[pick], gt.take(take), ad2, np.ones(len(pick), np.int32)))
     for line in np.nonzero(~bi)[0]:
         for k, alt in enumerate(alts[line], start=1):
-            if _symbolic(alt):
+            if not is_sequence(alt):
                 continue
             lo = line * ns
             sub = gt.slice(lo, ns)

@@ -10,8 +10,8 @@ from airflow.sdk import Param, dag, task
 
 from omicslake.airflow_support import DEFAULT_ARGS, run_job, run_quality
 
-SILVER = ["silver.samples", "silver.variants", "silver.genotypes", "silver.alignment_qc",
-          "bronze.vcf_variants", "ops.centers"]
+SILVER = ["silver.samples", "silver.variants", "silver.genotypes", "silver.structural_variants",
+          "silver.reference_blocks", "silver.alignment_qc", "bronze.vcf_variants", "ops.centers"]
 GOLD = ["gold.cohort", "gold.cohort_definitions", "ops.ingest_runs"]
 
 

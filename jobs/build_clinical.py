@@ -1,11 +1,12 @@
 """Build the silver clinical model from bronze HL7 v2 messages and FHIR resources.
 
 Both formats map to the same tables (encounters, conditions, observations, medications,
-procedures, patient_identities). Bronze rows are mapped in Spark tasks, which stage one
-Parquet file per table; the driver keeps the latest version of each record and MERGEs it on
-the record id, so re-running over the same bronze rows changes nothing. A record that fails to
-map goes to ``quarantine.hl7`` / ``quarantine.fhir`` with the reason. ADT A40 merges are then
-applied: every clinical row of a merged person moves to the surviving ``person_id``.
+procedures, allergies, immunizations, diagnostic_reports, patient_identities). Bronze rows are
+mapped in Spark tasks, which stage one Parquet file per table; the driver keeps the latest
+version of each record and MERGEs it on the record id, so re-running over the same bronze rows
+changes nothing. A record that fails to map goes to ``quarantine.hl7`` / ``quarantine.fhir``
+with the reason. ADT A40 merges are then applied: every clinical row of a merged person moves
+to the surviving ``person_id``.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from connectors.clinical_records import TABLES
+from connectors.fhir_clinical import MAPPED as FHIR_TYPES
 from jobs.common import main_for
 from omicslake import staging
 from omicslake.catalog import path_ref
+from omicslake.persons import to_master
 from omicslake.pseudonym import load_key
 from omicslake.runs import JobResult, track_run
 from omicslake.settings import Settings
@@ -31,9 +34,7 @@ from schemas import get_table
 
 JOB = "build_clinical"
 COUNTS = "records long, mapped long, unmapped long, failed long"
-FHIR_TYPES = ("Patient", "Encounter", "Condition", "Observation", "MedicationRequest", "MedicationStatement",
-              "Procedure")
-PERSON_TABLES = ("encounters", "conditions", "observations", "medications", "procedures")
+PERSON_TABLES = tuple(t for t in TABLES if t != "patient_identities")
 # Tables whose later events may omit what earlier ones said (an A08 without a discharge time):
 # the newer row wins, and its missing values are filled from the stored one.
 FILL_FROM_OLDER = ("encounters", "patient_identities")
@@ -144,6 +145,8 @@ def merge_records(spark: SparkSession, settings: Settings, df: DataFrame, table:
     contract = get_table(f"silver.{table}")
     key = contract.keys[0]
     view = f"clin_{uuid.uuid4().hex[:12]}"
+    if table != "patient_identities":  # identities keep the source pseudonym; the rest joins the person
+        df = to_master(spark, settings, df)
     contract.conform(latest_per_record(df, table)).createOrReplaceTempView(view)
     newer = "(t.event_time IS NULL OR s.event_time >= t.event_time)"
     if table in FILL_FROM_OLDER:

@@ -1,4 +1,6 @@
-"""Bronze VCF records to ``silver.variants`` (biallelic sites) and ``silver.genotypes``.
+"""Bronze VCF records to ``silver.variants`` (biallelic sites) and ``silver.genotypes``, their
+symbolic and breakend alleles to ``silver.structural_variants``, and reference-only records
+(gVCF blocks, ``ALT=.``) to ``silver.reference_blocks`` (``connectors.alleles`` says which).
 
 Multiallelic records are split one row per ALT, as ``bcftools norm -m-any`` does: in the split
 genotype the other ALT alleles become REF (0) and AD keeps REF and this ALT. Only sources not
@@ -13,75 +15,37 @@ import logging
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from connectors.alleles import (
+    BREAKEND_MATE,
+    REFERENCE,
+    STRUCTURAL,
+    reference_record,
+    sequence_allele,
+    structural_allele,
+)
+from connectors.contigs import normalised_contig
+from connectors.normalise import normalise_alleles, variant_id
 from jobs.common import main_for
 from jobs.ingest_vcf import calls_staging_root, clear_staging, staged_calls
 from omicslake.catalog import path_ref, read_table
 from omicslake.runs import JobResult, track_run
 from omicslake.settings import Settings
-from omicslake.writes import append, count_where, merge_new
+from omicslake.writes import append, count_rows, count_where, merge_new
 
 JOB = "clean_variants"
 log = logging.getLogger(__name__)
 
 
-def variant_id(build: Column, contig: Column, pos: Column, ref: Column, alt: Column) -> Column:
-    return F.concat_ws(":", F.coalesce(build, F.lit("NA")), contig, pos.cast("string"), ref, alt)
-
-
-def split_alleles(records: DataFrame) -> DataFrame:
-    """One row per (record, ALT) with ``alt_index`` (1-based); symbolic ALTs are left out."""
+def split_alleles(records: DataFrame, keep=sequence_allele) -> DataFrame:
+    """One row per (record, ALT) with ``alt_index`` (1-based), for the ALTs ``keep`` accepts:
+    sequence alleles by default (symbolic, breakend and ``*`` ALTs are left out)."""
     exploded = records.select("*", F.posexplode("alt").alias("alt_pos", "alt_allele"))
     return (
         exploded.withColumn("alt_index", F.col("alt_pos") + 1)
-        .where(~F.col("alt_allele").startswith("<") & (F.col("alt_allele") != "*"))
+        .where(keep(F.col("alt_allele")))
         .withColumn("variant_id", variant_id(F.col("build"), F.col("contig"), F.col("pos"),
                                              F.col("ref"), F.col("alt_allele")))
     )
-
-
-NORM_SCHEMA = ("contig string, pos long, ref string, alt_allele string, n_pos long, n_ref string, "
-               "n_alt string, problem string")
-
-
-def _left_align_batches(reference: str):
-    def run(batches):
-        import pyarrow as pa
-
-        from connectors.reference import left_align, open_reference
-
-        fa = open_reference(reference)
-        for batch in batches:
-            rows = batch.to_pylist()
-            for r in rows:
-                r["n_pos"], r["n_ref"], r["n_alt"], r["problem"] = left_align(
-                    fa, r["contig"], r["pos"], r["ref"], r["alt_allele"])
-            yield pa.RecordBatch.from_pylist(rows, schema=pa.schema([
-                ("contig", pa.string()), ("pos", pa.int64()), ("ref", pa.string()),
-                ("alt_allele", pa.string()), ("n_pos", pa.int64()), ("n_ref", pa.string()),
-                ("n_alt", pa.string()), ("problem", pa.string())]))
-    return run
-
-
-def normalise_alleles(split: DataFrame, reference: str) -> tuple[DataFrame, DataFrame]:
-    """Left-align and trim split alleles against ``reference`` (``bcftools norm -f``).
-
-    Only distinct multi-base alleles go through Python; SNVs are already normal. Returns the
-    normalised rows and the sites that could not be checked (REF mismatch, unknown contig).
-    """
-    keys = ["contig", "pos", "ref", "alt_allele"]
-    candidates = (split.select(*keys).where((F.length("ref") > 1) | (F.length("alt_allele") > 1))
-                  .dropDuplicates(keys))
-    mapped = candidates.mapInArrow(_left_align_batches(reference), NORM_SCHEMA)
-    joined = split.join(mapped, keys, "left")
-    out = (
-        joined.withColumn("pos", F.coalesce("n_pos", "pos"))
-        .withColumn("ref", F.coalesce("n_ref", "ref"))
-        .withColumn("alt_allele", F.coalesce("n_alt", "alt_allele"))
-        .withColumn("variant_id", variant_id(F.col("build"), F.col("contig"), F.col("pos"),
-                                             F.col("ref"), F.col("alt_allele")))
-        .drop("n_pos", "n_ref", "n_alt", "problem")
-    )
-    return out, mapped.where(F.col("problem").isNotNull())
 
 
 def sites(split: DataFrame) -> DataFrame:
@@ -134,6 +98,125 @@ def link_persons(genotypes: DataFrame, samples: DataFrame) -> DataFrame:
     s = samples.select("center_id", "sample_id", "person_id")
     return (genotypes.join(s, ["center_id", "sample_id"], "inner")
             .withColumn("person_bucket", F.substring("person_id", 2, 1)))  # P + hex digest
+
+
+def _info(key: str) -> Column:
+    return F.get_json_object("info_json", f"$.{key}")
+
+
+def _per_alt(raw: Column, dtype: str) -> Column:
+    """An INFO value for this ALT: element ``alt_index`` of a list (Number=A or .), or the scalar."""
+    as_list = F.from_json(raw, f"array<{dtype}>")
+    k = F.col("alt_index")
+    return F.when(raw.startswith("["), F.when(F.size(as_list) >= k, F.element_at(as_list, k))).otherwise(
+        raw.try_cast(dtype))
+
+
+def _bnd_orientation(alt: Column) -> Column:
+    return (F.when(alt.startswith("["), "[p[t").when(alt.startswith("]"), "]p]t")
+            .when(alt.endswith("["), "t[p[").when(alt.endswith("]"), "t]p]")
+            .when(alt.startswith("."), ".t").when(alt.endswith("."), "t."))
+
+
+def _svtype(alt: Column) -> Column:
+    derived = (F.when(alt.rlike("^<CN[0-9]+>$"), "CNV")
+               .when(alt.startswith("<"), F.regexp_extract(alt, "^<([^:>]+)", 1)).otherwise("BND"))
+    return F.coalesce(_per_alt(_info("SVTYPE"), "string"), derived)
+
+
+def sv_id(build: Column, contig: Column, pos: Column, end: Column, ref: Column, alt: Column) -> Column:
+    return F.concat_ws(":", F.coalesce(build, F.lit("NA")), contig, pos.cast("string"), end.cast("string"),
+                       ref, alt)
+
+
+def sv_alleles(records: DataFrame) -> DataFrame:
+    """One row per symbolic or breakend ALT, keyed by ``variant_id`` = its sv_id."""
+    split = split_alleles(records, structural_allele)
+    return split.withColumn("variant_id", sv_id(F.col("build"), F.col("contig"), F.col("pos"), F.col("end"),
+                                                F.col("ref"), F.col("alt_allele")))
+
+
+def sv_sites(alleles: DataFrame) -> DataFrame:
+    """SV attributes from INFO and from the allele itself (CNn, breakend mate and orientation)."""
+    alt = F.col("alt_allele")
+    mate_contig = F.regexp_extract(alt, BREAKEND_MATE, 1)
+    mate_pos = F.regexp_extract(alt, BREAKEND_MATE, 2)
+    return alleles.select(
+        F.col("variant_id").alias("sv_id"), F.coalesce("build", F.lit("NA")).alias("build"), "contig",
+        "pos", "end", "ref", alt.alias("alt"), F.col("id").alias("vcf_id"), _svtype(alt).alias("svtype"),
+        _per_alt(_info("SVLEN"), "bigint").alias("svlen"),
+        F.from_json(_info("CIPOS"), "array<int>").alias("cipos"),
+        F.from_json(_info("CIEND"), "array<int>").alias("ciend"),
+        F.when(alt.rlike("^<CN[0-9]+>$"), F.regexp_extract(alt, "^<CN([0-9]+)>$", 1).cast("int"))
+        .alias("allele_cn"),
+        _per_alt(_info("MATEID"), "string").alias("mate_id"),
+        F.when(mate_contig != "", normalised_contig(mate_contig)).alias("mate_contig"),
+        F.when(mate_pos != "", mate_pos.cast("bigint")).alias("mate_pos"),
+        _bnd_orientation(alt).alias("bnd_orientation"), "qual", "filter", "center_id", "source_checksum",
+        "ingest_run_id",
+    ).dropDuplicates(["sv_id", "center_id", "source_checksum"])
+
+
+CARRIER_FIELDS = ("sample_id", "person_id", "gt", "phased", "gq", "dp")
+
+
+def structural_variants(records: DataFrame, names: DataFrame, samples: DataFrame) -> DataFrame:
+    """silver.structural_variants rows: each SV allele with the persons carrying it."""
+    alleles = sv_alleles(records)
+    calls = link_persons(name_samples(split_genotypes(alleles), names), samples)
+    carriers = calls.groupBy(F.col("variant_id").alias("sv_id"), "center_id", "source_checksum").agg(
+        F.sort_array(F.collect_list(F.struct(*CARRIER_FIELDS))).alias("carriers"))
+    return sv_sites(alleles).join(carriers, ["sv_id", "center_id", "source_checksum"], "left")
+
+
+def reference_calls(records: DataFrame, names: DataFrame, samples: DataFrame) -> DataFrame:
+    """silver.reference_blocks rows: the samples called homozygous reference on reference-only
+    records (every allele 0; a no-call is not reference)."""
+    hom_ref = F.filter("genotypes", lambda g: (F.size(g["gt"]) > 0) & F.forall(g["gt"], lambda a: a == 0))
+    calls = records.where(reference_record(F.col("alt"))).select(
+        "build", "contig", F.col("pos").alias("start"), "end", "center_id", "source_checksum",
+        "ingest_run_id", F.explode(hom_ref).alias("g"),
+    ).select("*", F.col("g.sample_index").alias("sample_index"), F.col("g.gq").alias("gq"),
+             F.col("g.dp").alias("dp")).drop("g")
+    return link_persons(name_samples(calls, names), samples)
+
+
+def sources_with(headers: DataFrame, todo: list[str], destination: str) -> list[str]:
+    """Sources whose ingest counted records for ``destination``; sources ingested before the
+    count existed are included, so nothing is missed."""
+    rows = (headers.where(F.col("source_checksum").isin(todo))
+            .select("source_checksum", F.col("records_by_destination")[destination].alias("n"),
+                    F.col("records_by_destination").isNull().alias("unknown")).collect())
+    return sorted(r.source_checksum for r in rows if r.unknown or (r.n or 0) > 0)
+
+
+def writer_for(spark: SparkSession, settings: Settings, table: str, sources: list[str]):
+    """Append when none of these sources is in ``table`` yet (an interrupted run may have left
+    some), else MERGE on the table's keys, which skips what is there."""
+    if count_rows(spark, settings, table, F.col("source_checksum").isin(sources)):
+        return lambda df: merge_new(spark, settings, df, table)
+    return lambda df: append(df, settings, table)
+
+
+def write_structural_and_reference(spark: SparkSession, settings: Settings, bronze: DataFrame,
+                                   todo: list[str], result: JobResult) -> None:
+    """The SV and reference-evidence tables, only for sources that have such records."""
+    headers = read_table(spark, settings, "bronze.vcf_headers")
+    names = sample_names(headers.where(F.col("source_checksum").isin(todo)))
+    samples = read_table(spark, settings, "silver.samples")
+    sv, ref = sources_with(headers, todo, STRUCTURAL), sources_with(headers, todo, REFERENCE)
+    if sv:
+        rows = structural_variants(bronze.where(F.col("source_checksum").isin(sv)), names, samples)
+        writer_for(spark, settings, STRUCTURAL, sv)(rows)
+    if ref:
+        write = writer_for(spark, settings, REFERENCE, ref)
+        n_samples = max((len(x) for _, x in batch_samples(spark, settings, ref)), default=1)
+        for where in plan_slices(spark, settings, ref, n_samples):
+            write(reference_calls(bronze.where(F.col("source_checksum").isin(ref)).where(where), names,
+                                  samples))
+    result.details.update(
+        structural_variants=count_rows(spark, settings, STRUCTURAL, F.col("source_checksum").isin(todo)),
+        reference_blocks=count_rows(spark, settings, REFERENCE, F.col("source_checksum").isin(todo)))
 
 
 def _in(column: str, values: list[str]) -> str:
@@ -257,6 +340,7 @@ def run(spark: SparkSession, settings: Settings, reference: str | None = None) -
         if rest:
             write_from_bronze(spark, settings, bronze.where(F.col("source_checksum").isin(rest)), rest,
                               reference, write, result)
+        write_structural_and_reference(spark, settings, bronze, todo, result)
         for c in todo:
             clear_staging(settings, c, calls_staging_root(settings))
         result.details["staged_sources"] = len(staged)

@@ -11,10 +11,13 @@ each touched series gets a PNG thumbnail of its middle instance.
 
 from __future__ import annotations
 
+import io
 import os
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 from pyspark.sql import SparkSession, Window
@@ -24,11 +27,17 @@ from jobs.common import main_for
 from omicslake import staging
 from omicslake.catalog import path_ref, table_uri
 from omicslake.errors import InputError
+from omicslake.persons import to_master
 from omicslake.pseudonym import load_key
+from omicslake.quarantine import reject_lines
 from omicslake.runs import JobResult, track_run
 from omicslake.settings import Settings
 from omicslake.writes import merge_new
 from schemas import get_table
+
+if TYPE_CHECKING:
+    from connectors.dicom import Source
+    from connectors.dicom_deid import DeidConfig
 
 JOB = "ingest_dicom"
 FILES_PER_TASK = 32
@@ -68,123 +77,128 @@ def _as_uri(like: str, path: str) -> str:
     return f"{like.split('://', 1)[0]}://{path}" if "://" in like else path
 
 
+@dataclass
+class Mapped:
+    """One instance read and de-identified: its rows (checked against the contracts) and copy."""
+
+    bronze: pa.RecordBatch
+    silver: pa.RecordBatch
+    copy: bytes
+    folder: str  # under the curated base: center/study/series
+    name: str  # sop.dcm
+
+
+def map_instance(src: Source, cfg: DeidConfig, key: bytes, center_id: str, run_id: str, curated: str,
+                 base: str, now: datetime) -> Mapped:
+    """Read, map and de-identify one instance without touching storage.
+
+    Raises DicomError for what is not a readable, linkable instance; any other exception is a
+    mapping failure of this one instance, which the caller quarantines like the first.
+    """
+    from connectors.dicom import DicomError, header_json, key_tags, read_dataset, sha256
+    from connectors.dicom_deid import deidentify, shifted_date
+    from omicslake.pseudonym import person_id
+
+    ds = read_dataset(src.data)
+    tags = key_tags(ds)
+    if not tags["patient_id"]:
+        raise DicomError("PatientID is empty: the instance cannot be linked to a person")
+    prov = {"center_id": center_id, "source_uri": src.uri, "source_checksum": sha256(src.data),
+            "ingest_run_id": run_id}
+    bronze = {
+        **{k: v for k, v in tags.items() if k not in ("patient_id", "issuer_of_patient_id")},
+        "has_pixel_data": "PixelData" in ds, "header_json": header_json(ds), "file_uri": src.uri,
+        "size_bytes": len(src.data), **prov, "ingested_at": now,
+    }
+    person = person_id(key, tags["issuer_of_patient_id"] or center_id, tags["patient_id"])
+    result = deidentify(ds, cfg, person)
+    d = result.dataset
+    buf = io.BytesIO()
+    d.save_as(buf, enforce_file_format=False)
+    folder, name = f"{center_id}/{d.StudyInstanceUID}/{d.SeriesInstanceUID}", f"{d.SOPInstanceUID}.dcm"
+    silver = {
+        "sop_instance_uid": str(d.SOPInstanceUID), "series_instance_uid": str(d.SeriesInstanceUID),
+        "study_instance_uid": str(d.StudyInstanceUID), "person_id": person, "center_id": center_id,
+        **{k: tags[k] for k in ("modality", "body_part", "sop_class_uid", "instance_number", "rows",
+                                "columns", "number_of_frames", "transfer_syntax")},
+        "study_date": shifted_date(tags["study_date"], result.date_shift_days),
+        "date_shift_days": result.date_shift_days, "burned_in_annotation": result.burned_in_annotation,
+        "burned_in_risk": result.burned_in_risk, "deid_uri": _as_uri(curated, f"{base}/{folder}/{name}"),
+        "size_bytes": len(buf.getvalue()), "source_checksum": prov["source_checksum"],
+        "ingest_run_id": run_id, "updated_at": now,
+    }
+    return Mapped(_batch(bronze, "bronze.dicom_instances"), _batch(silver, "silver.imaging_instances"),
+                  buf.getvalue(), folder, name)
+
+
+def _batch(row: dict, table: str) -> pa.RecordBatch:
+    """One row as Arrow, so a value that does not fit the contract fails this instance only."""
+    return pa.RecordBatch.from_pylist([row], schema=get_table(table).arrow_schema())
+
+
+def rejected(src: Source, reason: str, run_id: str, center_id: str, now: datetime) -> pa.RecordBatch:
+    """The quarantine row of one file or member; an unreadable one is keyed by its URI."""
+    from connectors.dicom import sha256
+
+    return _batch({
+        "center_id": center_id, "source_uri": src.uri,
+        "source_checksum": sha256(src.uri.encode()) if src.error else sha256(src.data),
+        "location": src.uri.rsplit("/", 1)[-1], "line": None, "reason": reason,
+        "raw": src.data[:256].hex() or None, "ingest_run_id": run_id, "quarantined_at": now,
+    }, "quarantine.dicom")
+
+
+def failure_reason(exc: Exception) -> str:
+    """A DicomError says it plainly; anything else names its type so it can be traced."""
+    from connectors.dicom import DicomError
+
+    if isinstance(exc, DicomError):
+        return str(exc)
+    return f"cannot map the instance: {type(exc).__name__}: {exc}"
+
+
 def process_files(key: bytes, shift_dates: bool, root: str, curated: str, run_id: str, center_id: str):
-    """mapInArrow body: file paths in, one count row out; rows are staged, copies written."""
+    """mapInArrow body: file paths in, one count row out; rows are staged, copies written.
+
+    Each file or zip member that cannot be read or mapped becomes a quarantine row; only a
+    failure to write the copy or the staged rows (storage) fails the task.
+    """
 
     def body(batches):
-        import io
-
         from pyarrow import fs as pafs
 
-        from connectors.dicom import DicomError, header_json, iter_sources, key_tags, read_dataset, sha256
-        from connectors.dicom_deid import DeidConfig, deidentify, shifted_date
-        from omicslake.pseudonym import person_id
+        from connectors.dicom import iter_sources
+        from connectors.dicom_deid import DeidConfig
 
         cfg = DeidConfig(key, shift_dates)
         fs, base = pafs.FileSystem.from_uri(curated)
-        bronze, silver, bad = [], [], []
+        out: dict[str, list[pa.RecordBatch]] = {"bronze": [], "silver": [], "quarantine": []}
         now = datetime.now(UTC)
         n = 0
         for batch in batches:
             for path in batch.column("path").to_pylist():
-                try:
-                    sources = list(iter_sources(path))
-                except OSError as exc:
-                    sources = []
-                    bad.append((path, "", "file", f"cannot read: {exc}", None))
-                for src in sources:
+                for src in iter_sources(path):
                     n += 1
-                    checksum = sha256(src.data)
-                    try:
-                        ds = read_dataset(src.data)
-                        tags = key_tags(ds)
-                        if not tags["patient_id"]:
-                            raise DicomError("PatientID is empty: the instance cannot be linked to a person")
-                    except DicomError as exc:
-                        bad.append((src.uri, checksum, src.uri.rsplit("/", 1)[-1], str(exc), src.data[:256]))
+                    if src.error:
+                        out["quarantine"].append(rejected(src, src.error, run_id, center_id, now))
                         continue
-                    prov = {
-                        "center_id": center_id,
-                        "source_uri": src.uri,
-                        "source_checksum": checksum,
-                        "ingest_run_id": run_id,
-                    }
-                    bronze.append(
-                        {
-                            **{
-                                k: v
-                                for k, v in tags.items()
-                                if k not in ("patient_id", "issuer_of_patient_id")
-                            },
-                            "has_pixel_data": "PixelData" in ds,
-                            "header_json": header_json(ds),
-                            "file_uri": src.uri,
-                            "size_bytes": len(src.data),
-                            **prov,
-                            "ingested_at": now,
-                        }
-                    )
-                    person = person_id(key, tags["issuer_of_patient_id"] or center_id, tags["patient_id"])
-                    result = deidentify(ds, cfg, person)
-                    d = result.dataset
-                    folder = f"{base}/{center_id}/{d.StudyInstanceUID}/{d.SeriesInstanceUID}"
-                    target = f"{folder}/{d.SOPInstanceUID}.dcm"
-                    buf = io.BytesIO()
-                    d.save_as(buf, enforce_file_format=False)
-                    fs.create_dir(folder, recursive=True)
-                    with fs.open_output_stream(target) as out:
-                        out.write(buf.getvalue())
-                    silver.append(
-                        {
-                            "sop_instance_uid": str(d.SOPInstanceUID),
-                            "series_instance_uid": str(d.SeriesInstanceUID),
-                            "study_instance_uid": str(d.StudyInstanceUID),
-                            "person_id": person,
-                            "center_id": center_id,
-                            "modality": tags["modality"],
-                            "body_part": tags["body_part"],
-                            "sop_class_uid": tags["sop_class_uid"],
-                            "instance_number": tags["instance_number"],
-                            "rows": tags["rows"],
-                            "columns": tags["columns"],
-                            "number_of_frames": tags["number_of_frames"],
-                            "transfer_syntax": tags["transfer_syntax"],
-                            "study_date": shifted_date(tags["study_date"], result.date_shift_days),
-                            "date_shift_days": result.date_shift_days,
-                            "burned_in_annotation": result.burned_in_annotation,
-                            "burned_in_risk": result.burned_in_risk,
-                            "deid_uri": _as_uri(curated, target),
-                            "size_bytes": len(buf.getvalue()),
-                            "source_checksum": checksum,
-                            "ingest_run_id": run_id,
-                            "updated_at": now,
-                        }
-                    )
-        quarantined = [
-            {
-                "center_id": center_id,
-                "source_uri": uri,
-                "source_checksum": cs or sha256(uri.encode()),
-                "location": loc,
-                "line": None,
-                "reason": reason,
-                "raw": raw.hex() if raw else None,
-                "ingest_run_id": run_id,
-                "quarantined_at": now,
-            }
-            for uri, cs, loc, reason, raw in bad
-        ]
+                    try:
+                        m = map_instance(src, cfg, key, center_id, run_id, curated, base, now)
+                    except Exception as exc:
+                        out["quarantine"].append(rejected(src, failure_reason(exc), run_id, center_id, now))
+                        continue
+                    fs.create_dir(f"{base}/{m.folder}", recursive=True)
+                    with fs.open_output_stream(f"{base}/{m.folder}/{m.name}") as fh:
+                        fh.write(m.copy)
+                    out["bronze"].append(m.bronze)
+                    out["silver"].append(m.silver)
         part = f"{uuid.uuid4().hex}.parquet"
-        for (name, table), rows in zip(STAGED, (bronze, quarantined, silver), strict=True):
-            if rows:
-                staging.write_table(
-                    root,
-                    f"{run_id}/{name}",
-                    part,
-                    pa.Table.from_pylist(rows, schema=get_table(table).arrow_schema()),
-                )
+        for name, table in STAGED:
+            if out[name]:
+                staging.write_table(root, f"{run_id}/{name}", part,
+                                    pa.Table.from_batches(out[name], get_table(table).arrow_schema()))
         yield pa.RecordBatch.from_pylist(
-            [{"instances": n, "accepted": len(bronze), "quarantined": len(bad)}],
+            [{"instances": n, "accepted": len(out["bronze"]), "quarantined": len(out["quarantine"])}],
             schema=pa.schema(
                 [("instances", pa.int64()), ("accepted", pa.int64()), ("quarantined", pa.int64())]
             ),
@@ -307,6 +321,8 @@ def run(
                 df = spark.read.parquet(*found)
                 contract = get_table(table)
                 df = df.dropDuplicates(list(contract.keys))
+                if table == "silver.imaging_instances":  # a linked person's new instances join it
+                    df = to_master(spark, settings, df)
                 merge_new(spark, settings, df, table, update=(table == "silver.imaging_instances"))
                 if table == "silver.imaging_instances":
                     refresh_hierarchy(spark, settings, df)
@@ -315,6 +331,8 @@ def run(
                 .collect()[0]
                 .n
             )
+            rejects = staging.read(root, f"{result.run_id}/quarantine")
+            result.details["rejected"] = reject_lines(rejects) if rejects is not None else []
         finally:
             staging.clear(root, result.run_id)
         result.rows_read = int(c.instances or 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pyarrow as pa
@@ -22,6 +23,7 @@ from omicslake import staging
 from omicslake.catalog import path_ref
 from omicslake.checksums import sha256_file
 from omicslake.errors import InputError
+from omicslake.quarantine import reject_lines
 from omicslake.runs import JobResult, track_run
 from omicslake.settings import Settings
 from omicslake.writes import append, count_where, landed_checksums
@@ -38,8 +40,6 @@ def staging_root(settings: Settings) -> str:
 
 def parse_files(batches):
     """mapInArrow body: files in, valid resources out; rejects are staged beside the lake."""
-    from connectors.fhir import iter_resources, validate
-
     schema = get_table("bronze.fhir_resources").arrow_schema()
     qschema = get_table("quarantine.fhir").arrow_schema()
     now = datetime.now(UTC)
@@ -48,23 +48,12 @@ def parse_files(batches):
             prov = {"center_id": t["center_id"], "source_uri": t["path"], "source_checksum": t["checksum"],
                     "ingest_run_id": t["run_id"]}
             good, bad, valid = [], [], 0
-            with open(t["path"], "rb") as fh:
-                data = fh.read()
-            for found in iter_resources(t["path"], data):
-                reason = found.error
-                if reason is None:
-                    try:
-                        rtype, rid, updated, version = validate(found.resource)
-                    except ValueError as exc:
-                        reason = str(exc)
-                if reason is not None:
-                    bad.append({**prov, "location": found.location, "line": _line(found.location),
-                                "reason": reason, "raw": found.raw, "quarantined_at": now})
+            for row, reject in file_rows(t["path"]):
+                if reject is not None:
+                    bad.append({**prov, **reject, "quarantined_at": now})
                     continue
                 valid += 1
-                good.append({**prov, "resource_type": rtype, "resource_id": rid, "last_updated": updated,
-                             "version_id": version, "raw_json": found.raw, "location": found.location,
-                             "ingested_at": now})
+                good.append({**prov, **row, "ingested_at": now})
                 if len(good) >= 5000:
                     yield pa.RecordBatch.from_pylist(good, schema=schema)
                     good = []
@@ -75,6 +64,44 @@ def parse_files(batches):
                                     pa.Table.from_pylist(bad, schema=qschema))
             staging.write_table(t["staging"], f"{t['run_id']}-counts", f"{t['checksum']}.parquet",
                                 pa.table({"valid": [valid]}))
+
+
+def file_rows(path: str) -> Iterator[tuple[dict | None, dict | None]]:
+    """(bronze row, None) or (None, reject) for each resource of a file, without provenance.
+
+    A resource fhir.resources rejects is quarantined with its reason; any other failure to map
+    one is quarantined naming the exception, and one that stops the reading of the file
+    quarantines the rest of it as a single reject, after the resources already read.
+    """
+    from connectors.fhir import iter_resources
+
+    where = "file"
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+        for found in iter_resources(path, data):
+            where = found.location
+            yield _resource_row(found)
+    except Exception as exc:
+        reason = f"cannot read the file after {where}: {type(exc).__name__}: {exc}"
+        yield None, {"location": "file", "line": None, "reason": reason, "raw": None}
+
+
+def _resource_row(found) -> tuple[dict | None, dict | None]:
+    from connectors.fhir import validate
+
+    reason = found.error
+    if reason is None:
+        try:
+            rtype, rid, updated, version = validate(found.resource)
+            return {"resource_type": rtype, "resource_id": rid, "last_updated": updated,
+                    "version_id": version, "raw_json": found.raw, "location": found.location}, None
+        except ValueError as exc:
+            reason = str(exc)
+        except Exception as exc:
+            reason = f"cannot map resource: {type(exc).__name__}: {exc}"
+    return None, {"location": found.location, "line": _line(found.location), "reason": reason,
+                  "raw": found.raw}
 
 
 def _line(location: str) -> int | None:
@@ -129,6 +156,7 @@ def run(spark: SparkSession, settings: Settings, paths: list[str], center_id: st
             rejects = staging.read(root, result.run_id)
             if rejects is not None:
                 append(spark.createDataFrame(rejects), settings, "quarantine.fhir")
+                result.details["rejected"] = reject_lines(rejects)
             counts = staging.read(root, f"{result.run_id}-counts")
         finally:
             staging.clear(root, result.run_id)

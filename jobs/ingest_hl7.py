@@ -19,6 +19,7 @@ from jobs.common import expand_inputs, main_for
 from omicslake import staging
 from omicslake.checksums import sha256_file
 from omicslake.errors import InputError
+from omicslake.quarantine import reject_lines
 from omicslake.runs import JobResult, track_run
 from omicslake.settings import Settings
 from omicslake.writes import append, count_where, landed_checksums
@@ -35,27 +36,65 @@ def staging_root(settings: Settings) -> str:
 
 
 def message_rows(path: str, data: bytes) -> tuple[list[dict], list[dict]]:
-    """(accepted rows, rejects) for one file's bytes, without provenance."""
-    from connectors.hl7 import HL7Error, hl7_timestamp, parse, split_messages
+    """(accepted rows, rejects) for one file's bytes, without provenance.
+
+    A message hl7apy rejects is quarantined with its reason; one whose mapping fails in any
+    other way (an MSH-7 whose UTC time falls before year 1) is quarantined too, naming the
+    exception, and the rest of the file still lands.
+    """
+    from connectors.hl7 import HL7Error, split_messages
 
     good, bad = [], []
     for m in split_messages(data):
         try:
-            h, _ = parse(m.text)
-        except HL7Error as exc:
-            cid = exc.control_id
+            good.append(_message_row(m))
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, HL7Error) else (
+                f"cannot map message: {type(exc).__name__}: {exc}")
+            cid = exc.control_id if isinstance(exc, HL7Error) else _control_id(m.text)
             where = f"offset {m.offset}" + (f", control id {cid}" if cid else "")
-            bad.append({"location": where, "line": None, "reason": str(exc), "raw": m.text})
-            continue
-        good.append({
-            "message_control_id": h.control_id, "message_type": h.message_type,
-            "trigger_event": h.trigger_event, "message_structure": h.structure, "version": h.version,
-            "sending_application": h.sending_application, "sending_facility": h.sending_facility,
-            "receiving_application": h.receiving_application, "receiving_facility": h.receiving_facility,
-            "message_time": hl7_timestamp(h.message_datetime), "segments": h.segments, "raw": m.text,
-            "byte_offset": m.offset,
-        })
+            bad.append({"location": where, "line": None, "reason": reason, "raw": m.text})
     return good, bad
+
+
+def _message_row(m) -> dict:
+    from connectors.hl7 import hl7_timestamp, parse
+
+    h, _ = parse(m.text)
+    return {
+        "message_control_id": h.control_id, "message_type": h.message_type,
+        "trigger_event": h.trigger_event, "message_structure": h.structure, "version": h.version,
+        "sending_application": h.sending_application, "sending_facility": h.sending_facility,
+        "receiving_application": h.receiving_application, "receiving_facility": h.receiving_facility,
+        "message_time": hl7_timestamp(h.message_datetime), "segments": h.segments, "raw": m.text,
+        "byte_offset": m.offset,
+    }
+
+
+def _control_id(text: str) -> str | None:
+    from connectors.hl7 import HL7Error, read_header
+
+    try:
+        return read_header(text).control_id
+    except HL7Error:
+        return None
+
+
+def file_rows(path: str) -> tuple[list[dict], list[dict]]:
+    """``message_rows`` of a file; a file that cannot be read at all is one reject."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        return [], [_file_reject(f"cannot read: {exc}")]
+    try:
+        return message_rows(path, data)
+    except Exception as exc:  # the file could not even be split into messages
+        return [], [_file_reject(f"cannot split into messages: {type(exc).__name__}: {exc}")]
+
+
+def _file_reject(reason: str) -> dict:
+    return {"location": "file", "line": None, "reason": reason, "raw": None}
 
 
 def parse_files(batches):
@@ -65,8 +104,7 @@ def parse_files(batches):
     now = datetime.now(UTC)
     for batch in batches:
         for t in batch.to_pylist():
-            with open(t["path"], "rb") as fh:
-                good, bad = message_rows(t["path"], fh.read())
+            good, bad = file_rows(t["path"])
             prov = {"center_id": t["center_id"], "source_uri": t["path"], "source_checksum": t["checksum"],
                     "ingest_run_id": t["run_id"]}
             if good:
@@ -103,6 +141,7 @@ def run(spark: SparkSession, settings: Settings, paths: list[str], center_id: st
             rejects = staging.read(root, result.run_id)
             if rejects is not None:
                 append(spark.createDataFrame(rejects), settings, "quarantine.hl7")
+                result.details["rejected"] = reject_lines(rejects)
         finally:
             staging.clear(root, result.run_id)
         run_filter = f"ingest_run_id = '{result.run_id}'"

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from connectors.manifest import check_samples, read_manifest
 from connectors.vcf import VcfHeader, read_header
@@ -27,16 +28,19 @@ from jobs.common import expand_inputs, main_for
 from omicslake import staging
 from omicslake.checksums import sha256_file
 from omicslake.errors import InputError
+from omicslake.persons import to_master
 from omicslake.pseudonym import load_key, person_id
+from omicslake.quarantine import Rejected, quarantine_rows
 from omicslake.runs import JobResult, track_run
 from omicslake.settings import Settings
-from omicslake.writes import append, count_where, landed_checksums, merge_new
+from omicslake.writes import append, count_rows, landed_checksums, merge_new
 from schemas import get_table
 
 JOB = "ingest_vcf"
 VCF_SUFFIXES = (".vcf", ".vcf.gz", ".vcf.bgz", ".bcf")
 TASK_SCHEMA = ("path string, checksum string, header_json string, center_id string, run_id string, "
-               "chunk_id int, chunk_json string, staging string, persons_json string, calls_staging string")
+               "chunk_id int, chunk_json string, staging string, persons_json string, calls_staging string, "
+               "tally_staging string")
 BLOCK_BYTES = 8 << 20
 
 
@@ -61,6 +65,14 @@ def genotypes_arrow_schema() -> pa.Schema:
     return get_table("silver.genotypes").arrow_schema()
 
 
+def tally_staging_root(settings: Settings) -> str:
+    """Per chunk: records per silver destination or set-aside rule, and the header gaps seen."""
+    return f"{settings.lake_root}/_staging/vcf_tally"
+
+
+TALLY_SCHEMA = pa.schema([("kind", pa.string()), ("name", pa.string()), ("records", pa.int64())])
+
+
 def _blocks(path: str, chunk: Chunk, header_lines: int):
     lines, numbers, size = [], [], 0
     for lineno, line in read_chunk(path, chunk, header_lines):
@@ -76,45 +88,57 @@ def _blocks(path: str, chunk: Chunk, header_lines: int):
 
 def parse_chunks(batches):
     """mapInArrow body: one chunk per row in, bronze rows out; rejects go to staging."""
-    import json
-
-    from connectors.vcf_arrow import parse_lines
-    from connectors.vcf_carriers import carrier_rows
-
     schema = bronze_arrow_schema()
     qschema = quarantine_arrow_schema()
-    gtype = schema.field("genotypes").type
     now = datetime.now(UTC)
     for batch in batches:
         for task in batch.to_pylist():
-            header = VcfHeader.from_json(task["header_json"])
-            chunk = Chunk(**json.loads(task["chunk_json"]))
-            persons = json.loads(task["persons_json"]) if task["persons_json"] else None
-            calls = _CallsWriter(task) if persons else None
-            rejected = []
-            for lines, numbers in _blocks(task["path"], chunk, header.header_lines):
-                cols, kept, rej = parse_lines(lines, numbers, header, gtype)
-                rejected += rej
-                n = len(kept)
-                if not n:
-                    continue
-                if calls is not None:
-                    calls.write(carrier_rows(cols, header.samples, persons, header.build,
-                                             task["center_id"], task["checksum"], task["run_id"]))
-                cols.update(
-                    line=pa.array([numbers[i] for i in kept], pa.int64()),
-                    build=pa.array([header.build] * n, pa.string()),
-                    center_id=pa.array([task["center_id"]] * n, pa.string()),
-                    source_uri=pa.array([task["path"]] * n, pa.string()),
-                    source_checksum=pa.array([task["checksum"]] * n, pa.string()),
-                    ingest_run_id=pa.array([task["run_id"]] * n, pa.string()),
-                    ingested_at=pa.array([now] * n, pa.timestamp("us", tz="UTC")),
-                )
-                yield pa.RecordBatch.from_arrays([cols[f.name] for f in schema], schema=schema)
-            if rejected:
-                _stage_rejects(task, rejected, qschema, now)
-            if calls is not None:
-                calls.close()
+            try:
+                yield from _parse_task(task, schema, qschema, now)
+            except InputError:
+                raise
+            except Exception as exc:  # content no reader path foresaw: the file fails, not the job
+                raise InputError(f"{task['path']}: could not be read ({type(exc).__name__}: {exc})") from exc
+
+
+def _parse_task(task: dict, schema: pa.Schema, qschema: pa.Schema, now: datetime):
+    import json
+    from collections import Counter
+
+    from connectors.vcf_arrow import parse_lines
+    from connectors.vcf_carriers import carrier_rows, record_destinations
+
+    gtype = schema.field("genotypes").type
+    header = VcfHeader.from_json(task["header_json"])
+    chunk = Chunk(**json.loads(task["chunk_json"]))
+    persons = json.loads(task["persons_json"]) if task["persons_json"] else None
+    calls = _CallsWriter(task) if persons else None
+    rejected, gaps, destinations = [], set(), Counter()
+    for lines, numbers in _blocks(task["path"], chunk, header.header_lines):
+        cols, kept, rej = parse_lines(lines, numbers, header, gtype, gaps)
+        rejected += rej
+        n = len(kept)
+        if not n:
+            continue
+        destinations.update(record_destinations(cols))
+        if calls is not None:
+            calls.write(carrier_rows(cols, header.samples, persons, header.build,
+                                     task["center_id"], task["checksum"], task["run_id"]))
+        cols.update(
+            line=pa.array([numbers[i] for i in kept], pa.int64()),
+            build=pa.array([header.build] * n, pa.string()),
+            center_id=pa.array([task["center_id"]] * n, pa.string()),
+            source_uri=pa.array([task["path"]] * n, pa.string()),
+            source_checksum=pa.array([task["checksum"]] * n, pa.string()),
+            ingest_run_id=pa.array([task["run_id"]] * n, pa.string()),
+            ingested_at=pa.array([now] * n, pa.timestamp("us", tz="UTC")),
+        )
+        yield pa.RecordBatch.from_arrays([cols[f.name] for f in schema], schema=schema)
+    if rejected:
+        _stage_rejects(task, rejected, qschema, now)
+    _stage_tally(task, destinations, gaps)
+    if calls is not None:
+        calls.close()
 
 
 class _CallsWriter:
@@ -159,6 +183,26 @@ def _stage_rejects(task: dict, rejected: list, qschema: pa.Schema, now: datetime
         })
     staging.write_table(task["staging"], task["checksum"], f"chunk-{task['chunk_id']:05d}.parquet",
                         pa.Table.from_pylist(rows, schema=qschema))
+
+
+def _stage_tally(task: dict, destinations, gaps: set[str]) -> None:
+    rows = [("destination", k, v) for k, v in destinations.items()] + [("gap", g, 0) for g in gaps]
+    staging.write_table(task["tally_staging"], task["checksum"], f"chunk-{task['chunk_id']:05d}.parquet",
+                        pa.Table.from_pylist([dict(zip(TALLY_SCHEMA.names, r, strict=True)) for r in rows],
+                                             schema=TALLY_SCHEMA))
+
+
+def staged_tally(settings: Settings, checksum: str) -> tuple[dict[str, int], list[str]]:
+    """Records per destination (silver table or set-aside rule) and the header gaps of one source."""
+    table = staging.read(tally_staging_root(settings), checksum)
+    counts: dict[str, int] = {}
+    gaps: set[str] = set()
+    for r in table.to_pylist() if table is not None else []:
+        if r["kind"] == "gap":
+            gaps.add(r["name"])
+        else:
+            counts[r["name"]] = counts.get(r["name"], 0) + r["records"]
+    return dict(sorted(counts.items())), sorted(gaps)
 
 
 def staged_rejects(settings: Settings, checksum: str) -> pa.Table | None:
@@ -206,11 +250,13 @@ def upsert_samples(spark: SparkSession, settings: Settings, manifest_path: str, 
             "build": r.build or default_build,
             "source_checksum": checksum,
             "updated_at": now,
+            "source_person_id": person_id(key, r.assigning_authority or center_id, r.patient_id),
+            "assigning_authority": r.assigning_authority or center_id,
         }
         for r in read_manifest(manifest_path)
     ]
     df = spark.createDataFrame(rows, get_table("silver.samples").spark_schema())
-    merge_new(spark, settings, df, "silver.samples", update=True)
+    merge_new(spark, settings, to_master(spark, settings, df), "silver.samples", update=True)
     return len(rows)
 
 
@@ -223,18 +269,26 @@ def commit_rejects(spark: SparkSession, settings: Settings, checksum: str) -> in
     return 0 if staged is None else staged.num_rows
 
 
-def header_row(header: VcfHeader, path: str, checksum: str, center_id: str, run_id: str) -> dict:
+def header_row(header: VcfHeader, path: str, checksum: str, center_id: str, run_id: str,
+               records: dict[str, int] | None = None, quarantined: int | None = None,
+               gaps: list[str] | None = None) -> dict:
+    """The bronze.vcf_headers row; ``records`` (per destination) and ``quarantined`` account for
+    every data line of the file, and ``gaps`` are the header gaps read past, once each."""
     import json
 
     from connectors.vcf_chunks import file_format
 
+    read = None if records is None or quarantined is None else sum(records.values()) + quarantined
     return {
+        "warnings": gaps, "records_read": read, "records_quarantined": quarantined,
+        "records_by_destination": records,
         "samples": header.samples,
         "contigs": [{"name": k, "length": v} for k, v in header.contigs.items()],
         "build": header.build, "file_format": file_format(path),
         "info_json": json.dumps({k: vars(v) for k, v in header.info.items()}, sort_keys=True),
         "format_json": json.dumps({k: vars(v) for k, v in header.formats.items()}, sort_keys=True),
-        "meta": header.meta, "center_id": center_id, "source_uri": path, "source_checksum": checksum,
+        "meta": header.meta, "filters": header.filters, "center_id": center_id, "source_uri": path,
+        "source_checksum": checksum,
         "ingest_run_id": run_id, "ingested_at": datetime.now(UTC).replace(tzinfo=None),
     }
 
@@ -252,26 +306,44 @@ def ingest_file(spark: SparkSession, settings: Settings, result: JobResult, path
     # enough chunks for every core, and small enough that no task holds much of a big file
     target = max(4 * (os.cpu_count() or 2), -(-os.path.getsize(path) // (16 << 20)))
     chunks = plan_chunks(path, header.contigs, target)
-    clear_staging(settings, checksum)
-    clear_staging(settings, checksum, calls_staging_root(settings))
+    roots = (staging_root(settings), calls_staging_root(settings), tally_staging_root(settings))
+    for root in roots:
+        clear_staging(settings, checksum, root)
     tasks = [{"path": path, "checksum": checksum, "header_json": header.to_json(), "center_id": center_id,
               "run_id": result.run_id, "chunk_id": i, "chunk_json": _json(c.to_dict()),
               "staging": staging_root(settings),
               "persons_json": _json(persons) if persons else None,
-              "calls_staging": calls_staging_root(settings)} for i, c in enumerate(chunks)]
+              "calls_staging": calls_staging_root(settings),
+              "tally_staging": tally_staging_root(settings)} for i, c in enumerate(chunks)]
     try:
         append(parsed_records(spark, tasks), settings, "bronze.vcf_variants")
     except Exception as exc:
-        clear_staging(settings, checksum)
-        clear_staging(settings, checksum, calls_staging_root(settings))
+        for root in roots:
+            clear_staging(settings, checksum, root)
         if isinstance(exc, InputError):
             raise
         raise _task_error(path, exc) from exc
-    record_header(spark, settings, header_row(header, path, checksum, center_id, result.run_id))
-    commit_rejects(spark, settings, checksum)
+    records, gaps = staged_tally(settings, checksum)
+    quarantined = commit_rejects(spark, settings, checksum)
+    record_header(spark, settings, header_row(header, path, checksum, center_id, result.run_id,
+                                              records, quarantined, gaps))
+    clear_staging(settings, checksum, tally_staging_root(settings))
     if persons:
         staging.mark_done(calls_staging_root(settings), checksum, result.run_id)
     result.details.setdefault("chunks", {})[path] = len(chunks)
+    result.per_input[path] = {"read": sum(records.values()) + quarantined, "quarantined": quarantined,
+                              **records}
+    for gap in gaps:
+        result.warnings.append(f"{path}: {gap}")
+
+
+def finish_landed(spark: SparkSession, settings: Settings, path: str, checksum: str, build: str | None,
+                  center_id: str, run_id: str, in_bronze: bool) -> None:
+    """Complete what an interrupted earlier run of a landed source may have left undone."""
+    if in_bronze and not landed_checksums(spark, settings, "bronze.vcf_headers", [checksum]):
+        row = header_row(read_header(path, build), path, checksum, center_id, run_id)
+        record_header(spark, settings, row)
+    commit_rejects(spark, settings, checksum)
 
 
 def _json(d: dict) -> str:
@@ -297,25 +369,28 @@ def run(spark: SparkSession, settings: Settings, paths: list[str], center_id: st
             build = builds.pop() if builds else None
         checksums = {f: sha256_file(f) for f in files}
         result.inputs, result.checksums = files, list(checksums.values())
-        landed = landed_checksums(spark, settings, "bronze.vcf_variants", result.checksums)
-        landed |= landed_checksums(spark, settings, "quarantine.vcf", result.checksums)
+        in_bronze = landed_checksums(spark, settings, "bronze.vcf_variants", result.checksums)
+        landed = in_bronze | landed_checksums(spark, settings, "quarantine.vcf", result.checksums)
         todo: list[tuple[str, VcfHeader]] = []
         failed: list[str] = []
+        unreadable: list[Rejected] = []
         for f in files:
-            if checksums[f] in landed:  # finish what an interrupted earlier run may have left
-                if not landed_checksums(spark, settings, "bronze.vcf_headers", [checksums[f]]):
-                    record_header(spark, settings, header_row(read_header(f, build), f, checksums[f],
-                                                              center_id, result.run_id))
-                commit_rejects(spark, settings, checksums[f])
+            if checksums[f] in landed:
+                finish_landed(spark, settings, f, checksums[f], build, center_id, result.run_id,
+                              checksums[f] in in_bronze)
                 result.skipped_inputs.append(f)
                 continue
             try:
                 header = read_header(f, build)
-                if manifest_rows is not None:
-                    check_samples(manifest_rows, header.samples, f, manifest)
             except InputError as exc:
-                failed.append(str(exc))
+                unreadable.append(Rejected(f, checksums[f], "file", str(exc)))
                 continue
+            if manifest_rows is not None:
+                try:
+                    check_samples(manifest_rows, header.samples, f, manifest)
+                except InputError as exc:  # the batch's own metadata is wrong: fix it and re-send
+                    failed.append(str(exc))
+                    continue
             todo.append((f, header))
         if manifest and (todo or not failed):
             result.details["samples"] = upsert_samples(
@@ -327,14 +402,18 @@ def run(spark: SparkSession, settings: Settings, paths: list[str], center_id: st
             try:
                 ingest_file(spark, settings, result, f, checksums[f], header, center_id, persons)
             except InputError as exc:
-                failed.append(str(exc))
-        run_filter = f"ingest_run_id = '{result.run_id}'"
-        if todo:
-            result.rows_accepted = count_where(spark, settings, "bronze.vcf_variants", run_filter)
-            result.rows_quarantined = count_where(spark, settings, "quarantine.vcf", run_filter)
+                unreadable.append(Rejected(f, checksums[f], "file", str(exc)))
+        quarantine_rows(spark, settings, "quarantine.vcf", center_id, result.run_id, unreadable)
+        for r in unreadable:
+            result.per_input[r.source_uri] = {"read": 1, "quarantined": 1}
+            result.warnings.append(f"quarantined whole file: {r.reason}")
+        run_filter = F.col("ingest_run_id") == result.run_id
+        if todo or unreadable:
+            result.rows_accepted = count_rows(spark, settings, "bronze.vcf_variants", run_filter)
+            result.rows_quarantined = count_rows(spark, settings, "quarantine.vcf", run_filter)
         result.rows_read = result.rows_accepted + result.rows_quarantined
         result.rows_written = result.rows_accepted + result.rows_quarantined
-        result.details["files"] = len(todo) - len(failed)
+        result.details["files"] = len(todo) - len(unreadable) - len(failed)
         if failed:
             raise InputError("; ".join(failed))
     return result

@@ -48,6 +48,26 @@ def create_table(spark: SparkSession, settings: Settings, table: Table) -> None:
     log.info("created %s at %s", table.full_name, table_uri(settings, table))
 
 
+def add_missing_columns(settings: Settings, table: Table) -> list[str]:
+    """Add the columns a newer contract declares to a table an older release created.
+
+    Sail has no ``ALTER TABLE ... ADD COLUMNS``, so delta-rs does it (local and S3 roots); the
+    table stays at protocol (1,2) and old rows read the new columns as NULL.
+    """
+    if not (settings.is_local_storage or settings.lake_root.startswith(("s3://", "s3a://"))):
+        return []
+    from deltalake import DeltaTable, Schema
+
+    dt = DeltaTable(table_uri(settings, table), storage_options=settings.storage_options() or None)
+    have = {f.name for f in dt.schema().fields}
+    missing = [c.name for c in table.columns if c.name not in have]
+    if missing:
+        fields = [f for f in Schema.from_arrow(table.arrow_schema()).fields if f.name in missing]
+        dt.alter.add_columns(fields)
+        log.info("%s: added columns %s", table.full_name, missing)
+    return missing
+
+
 def ensure_tables(
     spark: SparkSession, settings: Settings, tables: tuple[Table, ...] = ALL_TABLES
 ) -> None:
@@ -58,6 +78,8 @@ def ensure_tables(
         uri = table_uri(settings, table)
         if not _exists(spark, settings, uri):
             create_table(spark, settings, table)
+        else:
+            add_missing_columns(settings, table)
         spark.sql(f"CREATE TABLE IF NOT EXISTS {table.full_name} USING delta LOCATION '{uri}'")
 
 

@@ -314,6 +314,7 @@ def ingest_bam_cmd(paths, center_id, manifest, targets, reference) -> None:
     \b
     Counts match `samtools flagstat`; depth skips unmapped, secondary, QC-failed and duplicate
     reads as `samtools depth` does. The reads stay where they are; the table points to them.
+    A file that cannot be QC'd goes to quarantine.bam with its reason; the others land.
     """
     from jobs import ingest_bam
 
@@ -321,7 +322,17 @@ def ingest_bam_cmd(paths, center_id, manifest, targets, reference) -> None:
     spark = _spark(settings)
     with _status(f"QC of {len(paths)} alignment path(s)"):
         result = ingest_bam.run(spark, settings, list(paths), center_id, manifest, targets, reference)
+    _report(result, "quarantine.bam")
+
+
+def _report(result, table: str) -> None:
+    """The run's summary, then one line per quarantined input: bad input is explained, not traced."""
     click.echo(result.summary())
+    lines = result.details.get("rejected") or []
+    for line in lines:
+        click.echo(f"quarantined: {line}", err=True)
+    if result.rows_quarantined > len(lines):
+        click.echo(f"... {result.rows_quarantined - len(lines)} more in {table}", err=True)
 
 
 def _build_clinical(spark, settings, result) -> None:
@@ -352,7 +363,7 @@ def ingest_hl7_cmd(paths, center_id) -> None:
     spark = _spark(settings)
     with _status(f"ingesting HL7 from {len(paths)} path(s)"):
         result = ingest_hl7.run(spark, settings, list(paths), center_id)
-    click.echo(result.summary())
+    _report(result, "quarantine.hl7")
     _build_clinical(spark, settings, result)
 
 
@@ -374,7 +385,7 @@ def ingest_fhir_cmd(paths, center_id) -> None:
     spark = _spark(settings)
     with _status(f"ingesting FHIR from {len(paths)} path(s)"):
         result = ingest_fhir.run(spark, settings, list(paths), center_id)
-    click.echo(result.summary())
+    _report(result, "quarantine.fhir")
     _build_clinical(spark, settings, result)
 
 
@@ -475,7 +486,82 @@ def ingest_dicom_cmd(paths, center_id, keep_dates) -> None:
     spark = _spark(settings)
     with _status(f"ingesting DICOM from {len(paths)} path(s)"):
         result = ingest_dicom.run(spark, settings, list(paths), center_id, shift_dates=not keep_dates)
-    click.echo(result.summary())
+    _report(result, "quarantine.dicom")
+
+
+@main.command()
+@click.option("--link", "do_link", is_flag=True, help="Link source identities into one person per human.")
+@click.option("--annotate", "do_annotate", is_flag=True, help="Annotate silver.variants.")
+@click.option("--gtf", type=click.Path(exists=True), help="GTF/GFF3 of genes (e.g. GENCODE).")
+@click.option("--clinvar", type=click.Path(exists=True), help="ClinVar VCF.")
+@click.option("--gnomad", type=click.Path(exists=True), multiple=True,
+              help="gnomAD-style sites VCF (repeat for per-chromosome files, or a folder).")
+@click.option("--reference", type=click.Path(exists=True, dir_okay=False),
+              help="FASTA (with .fai) to left-align ClinVar/gnomAD alleles as silver's were.")
+@click.option("--build", default="GRCh38", show_default=True, help="Build of the variants to annotate.")
+def curate(do_link, do_annotate, gtf, clinvar, gnomad, reference, build) -> None:
+    """Curate the lake: one person across feeds and centers, and annotated variants.
+
+    \b
+    With neither --link nor --annotate, both run. --link builds the master person index
+    (silver.persons, person_links, person_link_review) and moves every silver table to the
+    master person_id. --annotate adds genes and region classes, ClinVar, gnomAD frequencies
+    and cohort statistics (silver.variant_annotations, silver.variant_stats); a source not
+    given uses its latest release registered in ops.reference_sources.
+    """
+    from jobs import annotate_variants, link_persons
+
+    both = not (do_link or do_annotate)
+    settings = load_settings()
+    spark = _spark(settings)
+    if do_link or both:
+        with _status("linking persons"):
+            r = link_persons.run(spark, settings)
+        click.echo(r.summary())
+        d = r.details
+        click.echo(f"persons linked: {d.get('persons', 0)} from {d.get('identities', 0)} identities; "
+                   f"links under review: {d.get('review_pairs', 0)}")
+    if do_annotate or both:
+        with _status("annotating variants"):
+            r = annotate_variants.run(spark, settings, gtf=gtf, clinvar=clinvar, gnomad=list(gnomad) or None,
+                                      reference=reference, build=build)
+        click.echo(r.summary())
+        click.echo(f"variants annotated: {r.details.get('annotated', r.rows_written)}")
+
+
+@main.group()
+def person() -> None:
+    """The master person index: who a source identifier belongs to."""
+
+
+@person.command("xref")
+@click.option("--authority", required=True, help="Assigning authority or identifier system.")
+@click.option("--id", "identifier", required=True, help="The identifier value, as the source sent it.")
+@click.option("--type", "id_type", help="Identifier type (MR, NI, NNCHN ...).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def person_xref(authority, identifier, id_type, as_json) -> None:
+    """Cross-reference an identifier (IHE PIX-like): the person and every linked source identity.
+
+    \b
+    The value is keyed with the pseudonym secret before the lookup; the answer shows
+    authorities, identifier types and centers, never clear values. The lookup is audited.
+    """
+    from omicslake.audit import audit
+    from omicslake.persons import xref
+
+    settings = load_settings()
+    spark = _spark(settings)
+    found = xref(spark, settings, authority, identifier, id_type)
+    audit(spark, settings, "query", "person xref",
+          {"authority": authority, "found": bool(found), "person_id": found and found["person_id"]})
+    if found is None:
+        raise InputError(f"no source has sent identifier {authority}|<value>; nothing to cross-reference")
+    if as_json:
+        click.echo(json.dumps(found, default=str))
+        return
+    click.echo(f"person {found['person_id']}")
+    for i in found["identities"]:
+        click.echo("  " + "  ".join(f"{k}={v}" for k, v in i.items()))
 
 
 if __name__ == "__main__":

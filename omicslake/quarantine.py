@@ -56,3 +56,12 @@ def quarantine_rows(
 def quarantine_df(settings: Settings, table: str, df: DataFrame) -> None:
     """Write rejections computed by the engine (already shaped like the quarantine contract)."""
     append(df, settings, table)
+
+
+def reject_lines(rejects, limit: int = 20) -> list[str]:
+    """The first rejects as one line each (``source (location): reason``), for the run's report.
+
+    ``rejects`` is an Arrow table or a list of rows shaped like the quarantine contract.
+    """
+    rows = rejects.slice(0, limit).to_pylist() if hasattr(rejects, "to_pylist") else list(rejects)[:limit]
+    return [f"{r['source_uri']} ({r['location']}): {' '.join(str(r['reason']).split())}" for r in rows]

@@ -37,6 +37,8 @@ class JobResult:
     inputs: list[str] = field(default_factory=list)
     checksums: list[str] = field(default_factory=list)
     skipped_inputs: list[str] = field(default_factory=list)
+    per_input: dict[str, dict[str, int]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     duration_s: float = 0.0
@@ -49,6 +51,10 @@ class JobResult:
         )
         if self.skipped_inputs:
             text += f"; already landed, skipped: {', '.join(self.skipped_inputs)}"
+        for uri, counts in self.per_input.items():
+            text += f"\n  {uri}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+        for warning in self.warnings:
+            text += f"\n  warning: {warning}"
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -71,6 +77,8 @@ def record_run(spark: SparkSession, settings: Settings, result: JobResult,
         "rows_accepted": result.rows_accepted,
         "rows_quarantined": result.rows_quarantined,
         "rows_written": result.rows_written,
+        "per_input_json": json.dumps(result.per_input, sort_keys=True) if result.per_input else None,
+        "warnings": list(result.warnings),
         "status": result.status,
         "error": result.error,
         "engine": settings.engine,

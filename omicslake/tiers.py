@@ -54,6 +54,17 @@ class Network:
             stack.extend(self._children.get(cid, []))
         return seen
 
+    def ancestor(self, center_id: str, tier: str) -> str | None:
+        """The center of ``tier`` above ``center_id`` (itself if it is of that tier); None when
+        it sits above that tier (the national center has no province)."""
+        cid: str | None = center_id
+        while cid is not None:
+            center = self.centers[cid]
+            if center.tier == tier:
+                return cid
+            cid = center.parent_id
+        return None
+
     def scope_filter(self, center_id: str, column: str = "center_id") -> str:
         """A SQL predicate restricting rows to what ``center_id`` may see."""
         ids = ", ".join(f"'{c}'" for c in sorted(self.visible_centers(center_id)))

@@ -65,3 +65,10 @@ def merge_new(
 
 def count_where(spark: SparkSession, settings: Settings, table: str, where: str) -> int:
     return spark.sql(f"SELECT count(*) AS n FROM {path_ref(settings, table)} WHERE {where}").collect()[0].n
+
+
+def count_rows(spark: SparkSession, settings: Settings, table: str, where) -> int:
+    """Rows of ``table`` matching a Column condition (no SQL text is built from values)."""
+    from omicslake.catalog import read_table
+
+    return read_table(spark, settings, table).where(where).count()

@@ -61,6 +61,9 @@ INGEST_RUNS = Table(
         col("rows_accepted", LONG, True),
         col("rows_quarantined", LONG, True),
         col("rows_written", LONG, True),
+        col("per_input_json", STRING, doc="per input: read, quarantined, and records per silver "
+            "table or set-aside rule (they add up to read)"),
+        col("warnings", T.ArrayType(STRING), doc="input the job read past, e.g. header gaps"),
         col("status", STRING, True, "succeeded | skipped | failed"),
         col("error", STRING),
         col("engine", STRING),
@@ -119,6 +122,13 @@ VCF_HEADERS = bronze(
         col("info_json", STRING, doc="INFO definitions: Number and Type per key"),
         col("format_json", STRING, doc="FORMAT definitions: Number and Type per key"),
         col("meta", T.ArrayType(STRING), doc="the ## header lines"),
+        col("filters", T.ArrayType(STRING), doc="FILTER ids the header declares"),
+        col("warnings", T.ArrayType(STRING), doc="header gaps read past as htslib does (undeclared "
+            "INFO/FORMAT/FILTER keys, INFO keys without a value), once each"),
+        col("records_read", LONG, doc="data lines: quarantined + the sum of records_by_destination"),
+        col("records_quarantined", LONG),
+        col("records_by_destination", T.MapType(STRING, LONG), doc="records per silver table "
+            "(silver.variants, silver.structural_variants, silver.reference_blocks) or set-aside rule"),
     ),
     "One row per ingested VCF/BCF: its header, so genotypes can name their samples by index.",
     keys=("source_checksum",),
@@ -151,15 +161,19 @@ SAMPLES = Table(
     "samples",
     (
         col("sample_id", STRING, True, "sample name as in the VCF"),
-        col("person_id", STRING, True, "keyed pseudonym"),
+        col("person_id", STRING, True, "the master person (silver.persons) once linked"),
         col("center_id", STRING, True),
         col("specimen", STRING),
         col("assay", STRING),
         col("build", STRING),
         col("source_checksum", STRING),
         col("updated_at", TIMESTAMP),
+        col("source_person_id", STRING, doc="pseudonym of the manifest's (authority, patient id): "
+            "the person_id silver.genotypes carries for this sample"),
+        col("assigning_authority", STRING, doc="the manifest's assigning authority (the center when absent)"),
     ),
-    "Samples from the centers' manifests, linked to a person.",
+    "Samples from the centers' manifests, linked to a person. Genotypes reach the master person "
+    "through this table: silver.genotypes JOIN silver.samples USING (center_id, sample_id).",
     keys=("center_id", "sample_id"),
 )
 
@@ -207,6 +221,73 @@ GENOTYPES = Table(
     keys=("variant_id", "center_id", "sample_id"),
 )
 
+SV_CARRIER = T.StructType(
+    [
+        T.StructField("sample_id", T.StringType()),
+        T.StructField("person_id", T.StringType()),
+        T.StructField("gt", T.ArrayType(T.IntegerType())),  # recoded per ALT, as silver.genotypes
+        T.StructField("phased", T.BooleanType()),
+        T.StructField("gq", T.IntegerType()),
+        T.StructField("dp", T.IntegerType()),
+    ]
+)
+
+STRUCTURAL_VARIANTS = Table(
+    "silver",
+    "structural_variants",
+    (
+        col("sv_id", STRING, True, "build:contig:pos:end:ref:alt"),
+        col("build", STRING, True),
+        col("contig", STRING, True),
+        col("pos", LONG, True, "1-based; for a symbolic allele the base before the event"),
+        col("end", LONG, True, "INFO/END, else pos + len(ref) - 1"),
+        col("ref", STRING, True),
+        col("alt", STRING, True, "the symbolic (<DEL>, <CN0>) or breakend (G]chr17:198982]) allele"),
+        col("vcf_id", STRING, doc="the record's ID column"),
+        col("svtype", STRING, True, "INFO/SVTYPE, else from the allele: DEL, DUP, INV, INS, CNV, BND"),
+        col("svlen", LONG, doc="INFO/SVLEN for this ALT"),
+        col("cipos", T.ArrayType(INT), doc="INFO/CIPOS: confidence interval around pos"),
+        col("ciend", T.ArrayType(INT), doc="INFO/CIEND: confidence interval around end"),
+        col("allele_cn", INT, doc="copy number named by a <CNn> allele"),
+        col("mate_id", STRING, doc="INFO/MATEID of a breakend"),
+        col("mate_contig", STRING, doc="partner contig of a breakend (normalised)"),
+        col("mate_pos", LONG, doc="partner position of a breakend"),
+        col("bnd_orientation", STRING, doc="t[p[ | t]p] | ]p]t | [p[t, or .t / t. for a single breakend"),
+        col("qual", DOUBLE),
+        col("filter", T.ArrayType(STRING)),
+        col("carriers", T.ArrayType(SV_CARRIER), doc="samples carrying this ALT, linked to person_id"),
+        col("center_id", STRING, True),
+        col("source_checksum", STRING, True),
+        col("ingest_run_id", STRING, True),
+    ),
+    "One row per symbolic or breakend ALT of a VCF record, with its carriers. These alleles never "
+    "go to silver.variants. Query carriers with LATERAL VIEW explode(carriers).",
+    keys=("sv_id", "center_id", "source_checksum"),
+)
+
+REFERENCE_BLOCKS = Table(
+    "silver",
+    "reference_blocks",
+    (
+        col("person_id", STRING, True),
+        col("sample_id", STRING, True),
+        col("center_id", STRING, True),
+        col("build", STRING),
+        col("contig", STRING, True),
+        col("start", LONG, True, "1-based, inclusive (the record's POS)"),
+        col("end", LONG, True, "1-based, inclusive (INFO/END of a gVCF block, else the REF span)"),
+        col("gq", INT, doc="the block's GQ (gVCF blocks report the lower bound of their GQ band)"),
+        col("dp", INT, doc="the block's DP as sent"),
+        col("source_checksum", STRING, True),
+        col("ingest_run_id", STRING, True),
+    ),
+    "Positions called homozygous reference, per person: gVCF reference blocks (ALT <*> or "
+    "<NON_REF> only) and ALT=. records. A position inside no block and with no call is a "
+    "no-call, not reference.",
+    partition_by=("contig",),
+    keys=("center_id", "sample_id", "contig", "start", "source_checksum"),
+)
+
 ALIGNMENT_QC = Table(
     "silver",
     "alignment_qc",
@@ -241,6 +322,118 @@ ALIGNMENT_QC = Table(
     keys=("center_id", "sample_id", "source_checksum"),
 )
 
+# --- variant annotation ------------------------------------------------------------------------
+
+REFERENCE_SOURCES = Table(
+    "ops",
+    "reference_sources",
+    (
+        col("source", STRING, True, "gtf | clinvar | gnomad"),
+        col("release", STRING, True, "given, else from the header (ClinVar ##fileDate, GENCODE "
+            "version), else from the file name"),
+        col("build", STRING, doc="GRCh37 | GRCh38, from the header when it says"),
+        col("uri", STRING, True, "the file as given"),
+        col("sha256", STRING, True),
+        col("normalised_against", STRING, doc="FASTA the alleles were left-aligned against (VCF sources)"),
+        col("records", LONG, True, "alleles (VCF, split per ALT) or transcripts (GTF) loaded"),
+        col("skipped", LONG, True, "records or lines left out; reasons and lines in the run's warnings"),
+        col("parsed_uri", STRING, True, "Parquet of the parsed, normalised records the annotation joins"),
+        col("run_id", STRING, True, "the run that loaded it"),
+        col("loaded_at", TIMESTAMP, True),
+    ),
+    "Annotation reference files, one row per file loaded: a source given no path to "
+    "annotate_variants uses its latest loaded release from here.",
+    keys=("source", "sha256"),
+)
+
+GENE_HIT = T.StructType(
+    [
+        T.StructField("gene_id", T.StringType()),
+        T.StructField("gene_name", T.StringType()),
+        T.StructField("gene_type", T.StringType()),
+        T.StructField("strand", T.StringType()),
+        T.StructField("region_class", T.StringType()),  # the most severe over its transcripts
+        T.StructField("transcript_ids", T.ArrayType(T.StringType())),
+    ]
+)
+
+DERIVED_ROW = (
+    col("row_hash", LONG, True, "hash of the row's values: a re-run that computes the same values "
+        "leaves the row untouched"),
+    col("run_id", STRING, True, "the annotate_variants run that last changed the row"),
+    col("updated_at", TIMESTAMP, True),
+)
+
+VARIANT_ANNOTATIONS = Table(
+    "silver",
+    "variant_annotations",
+    (
+        col("variant_id", STRING, True),
+        col("build", STRING, True),
+        col("contig", STRING, True),
+        col("pos", LONG, True),
+        col("ref", STRING, True),
+        col("alt", STRING, True),
+        col("region_class", STRING, doc="most severe over all genes: splice_acceptor | splice_donor "
+            "| CDS | five_prime_UTR | three_prime_UTR | exon (non-coding transcript) | intron | "
+            "intergenic; NULL when no GTF is loaded"),
+        col("genes", T.ArrayType(GENE_HIT), doc="one entry per overlapping gene (empty: intergenic)"),
+        col("gtf_release", STRING),
+        col("clinvar_id", STRING, doc="ClinVar VariationID (the VCF ID column)"),
+        col("clinvar_significance", STRING, doc="CLNSIG as ClinVar writes it (Pathogenic, "
+            "Likely_pathogenic, Conflicting_classifications_of_pathogenicity ...)"),
+        col("clinvar_review_status", STRING, doc="CLNREVSTAT as written"),
+        col("clinvar_gene_info", STRING, doc="GENEINFO (SYMBOL:GeneID|...)"),
+        col("clinvar_release", STRING, doc="release matched against (also on rows with no match)"),
+        col("gnomad_af", DOUBLE),
+        col("gnomad_ac", LONG),
+        col("gnomad_an", LONG),
+        col("gnomad_af_by_population", T.MapType(STRING, DOUBLE),
+            doc="every AF_<label> INFO key of the file (afr, eas, nfe, ...; XX/XY where present)"),
+        col("gnomad_filter", STRING, doc="FILTER of the gnomAD site (PASS, AC0, RF ...)"),
+        col("gnomad_release", STRING, doc="release matched against (also on rows with no match)"),
+        col("consequence", STRING, doc="first consequence term from VEP (--pick) or snpEff"),
+        col("consequence_source", STRING, doc="tool and version that gave it"),
+        *DERIVED_ROW,
+    ),
+    "One row per silver.variants site of the annotated build: gene and region class from a "
+    "GTF/GFF3, ClinVar significance and gnomAD frequencies by exact allele match after the "
+    "same normalisation as silver.variants. A new source release updates rows in place. "
+    "Partitioned by build and contig: a release of one build rewrites only that build's files.",
+    partition_by=("build", "contig"),
+    keys=("variant_id",),
+)
+
+VARIANT_STATS = Table(
+    "silver",
+    "variant_stats",
+    (
+        col("variant_id", STRING, True),
+        col("scope", STRING, True, "'all', or the center_id of a province (its provincial center)"),
+        col("contig", STRING, True),
+        col("pos", LONG, True),
+        col("files", LONG, True, "source files that report the site (a record at its position, "
+            "or a carrier)"),
+        col("n_samples", LONG, True, "samples of those files linked to a person"),
+        col("n_hom_ref", LONG, True, "n_samples minus carriers: a sample without a non-reference "
+            "call at a reported site counts as homozygous reference"),
+        col("n_het", LONG, True, "carriers called 0/1"),
+        col("n_hom_alt", LONG, True, "carriers called 1/1"),
+        col("n_other", LONG, True, "carriers with a missing allele or not diploid (./1, 1)"),
+        col("ac", LONG, True),
+        col("an", LONG, True, "called alleles, non-carriers counted as diploid"),
+        col("af", DOUBLE),
+        col("call_rate", DOUBLE, doc="fully called genotypes / n_samples (only carriers can show "
+            "a missing allele, so this is an upper bound)"),
+        col("hwe_p", DOUBLE, doc="Hardy-Weinberg exact test (Wigginton, Cutler & Abecasis 2005) on "
+            "n_hom_ref, n_het, n_hom_alt"),
+        *DERIVED_ROW,
+    ),
+    "Cohort allele counts per silver.variants site, over all centers and per province.",
+    partition_by=("contig",),
+    keys=("variant_id", "scope"),
+)
+
 # --- clinical ---------------------------------------------------------------------------------
 
 HL7_MESSAGES = bronze(
@@ -248,9 +441,9 @@ HL7_MESSAGES = bronze(
     (
         col("message_control_id", STRING, True, "MSH-10"),
         col("message_type", STRING, True, "MSH-9.1, e.g. ADT or ORU"),
-        col("trigger_event", STRING, doc="MSH-9.2, e.g. A01 or R01"),
+        col("trigger_event", STRING, doc="MSH-9.2, e.g. A01 or R01 (EVN-1 for v2.1, whose MSH-9 has none)"),
         col("message_structure", STRING, doc="MSH-9.3"),
-        col("version", STRING, True, "MSH-12"),
+        col("version", STRING, True, "MSH-12 as declared (2.1 ... 2.9.1)"),
         col("sending_application", STRING),
         col("sending_facility", STRING),
         col("receiving_application", STRING),
@@ -290,6 +483,8 @@ CLINICAL_SOURCE = (
     col("source_checksum", STRING, True),
     col("ingest_run_id", STRING, True),
     col("updated_at", TIMESTAMP, True),
+    col("source_person_id", STRING, doc="the person pseudonym the source gave the record; person_id "
+        "is the master person after linkage (silver.person_links maps one to the other)"),
 )
 
 
@@ -397,6 +592,73 @@ PROCEDURES = clinical(
     "procedure_id",
 )
 
+ALLERGIES = clinical(
+    "allergies",
+    (
+        col("person_id", STRING, True),
+        col("encounter_id", STRING),
+        col("substance_code", STRING, doc="AL1-3 / code: RxNorm, SNOMED CT, UNII ... (null when only text)"),
+        col("substance_system", STRING, doc="code system by common name, or as sent"),
+        col("substance_display", STRING),
+        col("category", STRING, doc="food | medication | environment | biologic (comma separated); "
+            "HL7 AL1-2 DA, FA, EA/AA/PA/LA mapped"),
+        col("allergy_type", STRING, doc="allergy | intolerance"),
+        col("criticality", STRING, doc="low | high | unable-to-assess; AL1-4 SV high, MI low (v2-to-FHIR)"),
+        col("reaction", STRING, doc="manifestations as text, '; ' separated (AL1-5 / manifestation)"),
+        col("reaction_code", STRING, doc="first coded manifestation (usually SNOMED CT)"),
+        col("severity", STRING, doc="mild | moderate | severe: the worst reaction; HL7 AL1-4 MI/MO/SV"),
+        col("clinical_status", STRING, doc="active | inactive | resolved; HL7 AL1 lists active allergies"),
+        col("verification_status", STRING, doc="unconfirmed | confirmed | refuted | entered-in-error"),
+        col("onset_time", TIMESTAMP, doc="AL1-6 identification date / onset[x]"),
+        col("recorded_time", TIMESTAMP, doc="FHIR recordedDate"),
+    ),
+    "Allergies and intolerances from HL7 AL1 (keyed on person + substance) and FHIR AllergyIntolerance.",
+    "allergy_id",
+)
+
+IMMUNIZATIONS = clinical(
+    "immunizations",
+    (
+        col("person_id", STRING, True),
+        col("encounter_id", STRING),
+        col("vaccine_code", STRING, True, "RXA-5 / vaccineCode, the CVX coding preferred"),
+        col("vaccine_system", STRING, True, "CVX, NDC, SNOMED CT ... or as sent"),
+        col("vaccine_display", STRING),
+        col("status", STRING, True, "completed | not-done | entered-in-error (HL7 RXA-20/RXA-21 mapped)"),
+        col("occurrence_time", TIMESTAMP, doc="RXA-3 / occurrenceDateTime"),
+        col("primary_source", BOOL, doc="recorded by who gave it (RXA-9 00), not historical"),
+        col("lot_number", STRING),
+        col("manufacturer", STRING, doc="RXA-17 (MVX) / manufacturer display"),
+        col("dose_value", DOUBLE, doc="RXA-6 (999, unknown, becomes null) / doseQuantity"),
+        col("dose_unit", STRING, doc="UCUM when the unit maps to one, else as sent"),
+        col("route", STRING, doc="RXR-1 / route: display, else code"),
+        col("site", STRING, doc="RXR-2 / site: display, else code"),
+    ),
+    "Vaccinations from HL7 VXU RXA/RXR (keyed on person, vaccine and time) and FHIR Immunization.",
+    "immunization_id",
+)
+
+DIAGNOSTIC_REPORTS = clinical(
+    "diagnostic_reports",
+    (
+        col("person_id", STRING, True),
+        col("encounter_id", STRING),
+        col("code", STRING, True, "OBR-4 / code: the panel or study"),
+        col("code_system", STRING, True),
+        col("loinc_code", STRING, doc="the code when the system is LOINC"),
+        col("display", STRING),
+        col("category", STRING, doc="OBR-24 / category: diagnostic service section (LAB, HM, RAD ...)"),
+        col("status", STRING, doc="OBR-25 (F, P, C ...) or FHIR status"),
+        col("effective_time", TIMESTAMP, doc="OBR-7 / effective[x]"),
+        col("issued_time", TIMESTAMP, doc="OBR-22 / issued"),
+        col("result_observation_ids", T.ArrayType(STRING),
+            doc="observation_id of each result in silver.observations (OBX after the OBR / result)"),
+        col("conclusion", STRING, doc="FHIR conclusion"),
+    ),
+    "Reports from HL7 OBR (keyed on the order number) and FHIR DiagnosticReport, with their results.",
+    "report_id",
+)
+
 PATIENT_IDENTITIES = clinical(
     "patient_identities",
     (
@@ -405,17 +667,108 @@ PATIENT_IDENTITIES = clinical(
         col("identifier_type", STRING, doc="CX-5 / identifier.type (MR, NI ...); FHIR-ID for the logical id"),
         col("identifier_key", STRING, True, "keyed pseudonym of the identifier value"),
         col("is_primary", BOOL, True, "the identity the record's person_id was derived from"),
-        col("merged_into_person_id", STRING, doc="survivor after an ADT A40 merge"),
+        col("merged_into_person_id", STRING, doc="survivor after an ADT A40 merge or a FHIR "
+            "Patient.link replaced-by"),
         col("sex", STRING, doc="M, F, O, U"),
         col("birth_year", INT),
         col("birth_date_key", STRING, doc="keyed pseudonym of the full birth date (for linkage)"),
         col("family_name_key", STRING, doc="keyed pseudonym of the normalised family name"),
         col("given_name_key", STRING, doc="keyed pseudonym of the normalised first given name"),
         col("postal_prefix", STRING, doc="first 3 characters of the postal code"),
+        col("link_key", STRING, doc="pseudonym of (authority, identifier): equal keys link "
+            "deterministically; null for a resident ID that fails its check digit"),
+        col("national_id_key", STRING, doc="keyed resident ID (居民身份证号码), valid numbers only"),
+        col("national_id_valid", BOOL, doc="for a resident ID: whether its MOD 11-2 check digit holds"),
+        col("family_pinyin_key", STRING, doc="keyed toneless pinyin of the family name"),
+        col("given_pinyin_key", STRING, doc="keyed toneless pinyin of the given name (same namespace)"),
+        col("given_root_key", STRING, doc="keyed last syllable of the given name (nicknames)"),
+        col("family_clk", STRING, doc="CLK (keyed bigram Bloom filter, base64) of the family pinyin"),
+        col("given_clk", STRING, doc="CLK of the given-name pinyin"),
+        col("name_clk", STRING, doc="CLK of the family and given pinyin as a token set"),
+        col("name_char_clk", STRING, doc="CLK of the name in characters"),
+        col("birth_year_key", STRING),
+        col("birth_month_key", STRING, doc="keyed month (same namespace as the day)"),
+        col("birth_day_key", STRING),
+        col("phone_keys", T.ArrayType(STRING), doc="keyed normalised phone numbers"),
+        col("address_key", STRING, doc="keyed normalised address"),
+        col("address_clk", STRING, doc="CLK of the normalised address"),
     ),
-    "Source identities for person linkage: one row per identifier a source used for a person, "
-    "with pseudonymised demographics (no direct identifier is stored).",
+    "Source identities for person linkage: one row per identifier a source used for a person "
+    "(HL7 PID-3 repetitions and MRG-1, FHIR Patient identifiers, DICOM PatientID and other ids, "
+    "sample-manifest patient ids), with keyed comparison features (no direct identifier is stored).",
     "identity_id",
+)
+
+# --- master person index ---------------------------------------------------------------------
+
+PERSONS = Table(
+    "silver",
+    "persons",
+    (
+        col("person_id", STRING, True, "the master person id every silver table joins on"),
+        col("status", STRING, True, "active | retired"),
+        col("merged_into", STRING, doc="for a retired person: the person that holds its identities now"),
+        col("identity_count", LONG, True, "source identities (silver.person_links rows) linked to it"),
+        col("source_person_count", LONG, True, "distinct source pseudonyms linked to it"),
+        col("centers", T.ArrayType(STRING), doc="centers that know this person"),
+        col("source_formats", T.ArrayType(STRING), doc="HL7v2, FHIR, DICOM, MANIFEST"),
+        col("created_run_id", STRING, True, "link_persons run that created it"),
+        col("created_at", TIMESTAMP, True),
+        col("retired_run_id", STRING),
+        col("updated_run_id", STRING, True),
+        col("updated_at", TIMESTAMP, True),
+    ),
+    "One row per person of the master person index. A person keeps its id across runs; a merge "
+    "keeps the surviving id and marks the other retired with merged_into.",
+    keys=("person_id",),
+)
+
+PERSON_LINKS = Table(
+    "silver",
+    "person_links",
+    (
+        col("identity_id", STRING, True, "silver.patient_identities.identity_id"),
+        col("person_id", STRING, True, "the master person"),
+        col("source_person_id", STRING, True, "the pseudonym the source's records carry"),
+        col("center_id", STRING, True),
+        col("source_format", STRING, True, "HL7v2 | FHIR | DICOM | MANIFEST"),
+        col("assigning_authority", STRING),
+        col("identifier_type", STRING),
+        col("identifier_key", STRING, doc="keyed identifier value"),
+        col("link_rule", STRING, True, "self | hl7_a40 | fhir_link | identifier | national_id | "
+            "probabilistic: the strongest evidence joining it to the rest of its person"),
+        col("match_weight", DOUBLE, doc="Splink match weight of that pair (probabilistic links)"),
+        col("match_probability", DOUBLE),
+        col("linked_to", STRING, doc="source_person_id of the other side of that evidence"),
+        col("linked_run_id", STRING, True, "run that made the current assignment"),
+        col("first_run_id", STRING, True, "run that first linked this identity"),
+        col("updated_at", TIMESTAMP, True),
+    ),
+    "Every source identity and its master person, with the rule or match probability that "
+    "linked it. Values stay keyed.",
+    keys=("identity_id",),
+)
+
+PERSON_LINK_REVIEW = Table(
+    "silver",
+    "person_link_review",
+    (
+        col("pair_id", STRING, True, "keyed id of the (sorted) pair of source pseudonyms"),
+        col("source_person_id_l", STRING, True),
+        col("source_person_id_r", STRING, True),
+        col("person_id_l", STRING, True),
+        col("person_id_r", STRING, True),
+        col("match_weight", DOUBLE, True),
+        col("match_probability", DOUBLE, True),
+        col("reason", STRING, True, "between thresholds | conflicting national ids"),
+        col("comparison_levels", STRING, doc="JSON: the Splink level of each comparison (no values)"),
+        col("run_id", STRING, True),
+        col("created_at", TIMESTAMP, True),
+    ),
+    "Pairs of different persons that may be the same person, for a human to decide: Splink "
+    "scored them between the review and match thresholds, or above it with conflicting resident "
+    "IDs. Replaced on every linkage run.",
+    keys=("pair_id",),
 )
 
 # --- imaging ----------------------------------------------------------------------------------
@@ -474,6 +827,8 @@ IMAGING_INSTANCES = Table(
         col("source_checksum", STRING, True),
         col("ingest_run_id", STRING, True),
         col("updated_at", TIMESTAMP, True),
+        col("source_person_id", STRING, doc="pseudonym of (IssuerOfPatientID, PatientID), the "
+            "PatientID of the de-identified copy; set by person linkage"),
     ),
     "One row per de-identified DICOM instance, pointing at its copy in the curated zone.",
     keys=("sop_instance_uid",),
@@ -551,6 +906,9 @@ QUARANTINE_VCF = quarantine("vcf", "VCF/BCF records and manifests that could not
 QUARANTINE_HL7 = quarantine("hl7", "HL7 v2 messages that could not be parsed or are not supported.")
 QUARANTINE_FHIR = quarantine("fhir", "FHIR JSON that is invalid, or resources that fail validation.")
 QUARANTINE_DICOM = quarantine("dicom", "Files that are not DICOM, or truncated or corrupt instances.")
+QUARANTINE_BAM = quarantine(
+    "bam", "BAM/CRAM files that cannot be QC'd: unreadable, truncated, no index, sample not in manifest."
+)
 
 ALL_TABLES: tuple[Table, ...] = (
     CENTERS,
@@ -562,7 +920,12 @@ ALL_TABLES: tuple[Table, ...] = (
     SAMPLES,
     VARIANTS,
     GENOTYPES,
+    STRUCTURAL_VARIANTS,
+    REFERENCE_BLOCKS,
     ALIGNMENT_QC,
+    REFERENCE_SOURCES,
+    VARIANT_ANNOTATIONS,
+    VARIANT_STATS,
     HL7_MESSAGES,
     FHIR_RESOURCES,
     ENCOUNTERS,
@@ -570,7 +933,13 @@ ALL_TABLES: tuple[Table, ...] = (
     OBSERVATIONS,
     MEDICATIONS,
     PROCEDURES,
+    ALLERGIES,
+    IMMUNIZATIONS,
+    DIAGNOSTIC_REPORTS,
     PATIENT_IDENTITIES,
+    PERSONS,
+    PERSON_LINKS,
+    PERSON_LINK_REVIEW,
     DICOM_INSTANCES,
     IMAGING_INSTANCES,
     IMAGING_SERIES,
@@ -581,4 +950,5 @@ ALL_TABLES: tuple[Table, ...] = (
     QUARANTINE_HL7,
     QUARANTINE_FHIR,
     QUARANTINE_DICOM,
+    QUARANTINE_BAM,
 )

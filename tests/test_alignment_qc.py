@@ -13,7 +13,6 @@ import pytest
 from jobs import ingest_bam
 from omicslake.demo_bam import BAM_CONTIGS as CONTIGS
 from omicslake.demo_bam import make_bam
-from omicslake.errors import InputError
 
 pytestmark = pytest.mark.skipif(shutil.which("samtools") is None,
                                 reason="samtools is installed by `make install` (Debian package)")
@@ -76,8 +75,9 @@ def test_targets_and_cram(fresh_lake, bam, tmp_path):
     cram = tmp_path / "NA001.cram"
     sh("samtools", "view", "-C", "-T", str(fasta), "-o", str(cram), str(path))
     sh("samtools", "index", str(cram))
-    with pytest.raises(InputError, match="CRAM needs the reference"):
-        ingest_bam.run(spark, s, [str(cram)], "PRV-N", str(_manifest(tmp_path, "NA001")))
+    r = ingest_bam.run(spark, s, [str(cram)], "PRV-N", str(_manifest(tmp_path, "NA001")))
+    assert (r.rows_read, r.rows_accepted, r.rows_quarantined) == (1, 0, 1)
+    assert "CRAM needs the reference" in spark.table("quarantine.bam").collect()[0].reason
     ingest_bam.run(spark, s, [str(cram)], "PRV-N", str(_manifest(tmp_path, "NA001")), str(bed), str(fasta))
     row = spark.sql("SELECT * FROM silver.alignment_qc WHERE format = 'CRAM'").collect()[0].asDict()
     assert {k: row[k] for k in samtools_flagstat(cram, fasta)} == samtools_flagstat(path, fasta)
@@ -88,16 +88,43 @@ def test_targets_and_cram(fresh_lake, bam, tmp_path):
     assert row["reference_uri"] == str(fasta) and row["depth_scope"] == "targets"
 
 
-def test_bad_alignment_inputs(fresh_lake, bam, tmp_path):
+def _corrupt(src: Path, target: Path) -> Path:
+    """A copy of ``src`` with its header intact, its index beside it and every later block damaged."""
+    data = bytearray(src.read_bytes())
+    for i in range(2000, len(data) - 28, 997):  # keep the header block and the BGZF EOF marker
+        data[i] ^= 0xFF
+    target.write_bytes(bytes(data))
+    shutil.copy(f"{src}.bai", f"{target}.bai")
+    return target
+
+
+def test_bad_alignment_inputs_are_quarantined_and_the_good_one_lands(fresh_lake, bam, tmp_path):
     spark, s = fresh_lake
     path, fasta = bam
     other, _ = make_bam(tmp_path, sample="NOT-LISTED", n_pairs=50, seed=3)
     noindex = tmp_path / "noindex.bam"
     shutil.copy(path, noindex)
-    with pytest.raises(InputError) as err:
-        ingest_bam.run(spark, s, [str(other), str(noindex), str(path)], "PRV-N",
-                       str(_manifest(tmp_path, "NA001")))
-    msg = str(err.value)
-    assert "NOT-LISTED" in msg and "samtools index" in msg
+    corrupt = _corrupt(path, tmp_path / "corrupt.bam")
+    junk = tmp_path / "junk.bam"
+    junk.write_bytes(b"not a BAM file\n" * 100)
+    shutil.copy(f"{path}.bai", f"{junk}.bai")
+    batch = [str(other), str(noindex), str(corrupt), str(junk), str(path)]
+    manifest = str(_manifest(tmp_path, "NA001"))
+    r = ingest_bam.run(spark, s, batch, "PRV-N", manifest)
+    assert r.status == "succeeded"
+    assert (r.rows_read, r.rows_accepted, r.rows_quarantined) == (5, 1, 4)
+    assert r.rows_read == r.rows_accepted + r.rows_quarantined
     landed = spark.sql("SELECT alignment_uri FROM silver.alignment_qc").collect()
-    assert [r.alignment_uri for r in landed] == [str(path)]
+    assert [x.alignment_uri for x in landed] == [str(path)]
+    q = {x.source_uri: x for x in spark.table("quarantine.bam").collect()}
+    assert set(q) == {str(other), str(noindex), str(corrupt), str(junk)}
+    assert "NOT-LISTED" in q[str(other)].reason and "samtools index" in q[str(noindex)].reason
+    assert "corrupt BAM: cannot read chr" in q[str(corrupt)].reason
+    assert "not a readable BAM" in q[str(junk)].reason
+    assert all(x.location == "file" and len(x.source_checksum) == 64 for x in q.values())
+    assert len(r.details["rejected"]) == 4
+
+    again = ingest_bam.run(spark, s, batch, "PRV-N", manifest)
+    assert set(again.skipped_inputs) == {str(path), str(noindex)}  # noindex.bam has the same bytes
+    assert again.rows_quarantined == 3
+    assert spark.table("silver.alignment_qc").count() == 1 and spark.table("quarantine.bam").count() == 4

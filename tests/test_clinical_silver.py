@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from pyspark.sql import functions as F
 
 from connectors.clinical_records import Source, abnormal_flag, reference_range
 from connectors.hl7 import read_header, split_messages
@@ -192,7 +193,151 @@ def test_both_formats_land_in_one_model_without_identifiers(fresh_lake):
     assert all(v == {"HL7v2", "FHIR"} for v in formats.values()), formats
     assert spark.table("silver.observations").where("source_format = 'HL7v2'").count() == 3
     assert spark.table("silver.medications").count() == 1
+    assert spark.table("silver.allergies").count() == 1
+    assert spark.table("silver.diagnostic_reports").count() == 1
     tables = [spark.table(f"silver.{t}") for t in build_clinical.TABLES]
     dump = " ".join(str(r.asDict()) for t in tables for r in t.collect())
     for direct in ("MRN0001", "MRN0777", "ID3301", "ZHANG", "Wang", "19800512", "1975-11-02", "13800000000"):
+        assert direct not in dump, direct
+
+
+def test_hl7_al1_and_vxu_rxa_map_to_allergies_and_immunizations():
+    [adt] = split_messages((DATA / "hl7" / "adt_a01_allergies.hl7").read_bytes())
+    out = _hl7(adt.text)
+    person = person_id(KEY, "GENHOSP", "MRN8812")
+    got = {a["substance_display"]: a for a in out["allergies"]}
+    pcn = got["Penicillin G"]
+    assert (pcn["substance_code"], pcn["substance_system"], pcn["category"]) == (
+        "7980", "RxNorm", "medication")
+    assert (pcn["criticality"], pcn["severity"], pcn["reaction"]) == (
+        "high", "severe", "Anaphylaxis; Urticaria")
+    assert str(pcn["onset_time"]) == "2015-04-10 00:00:00" and pcn["clinical_status"] == "active"
+    assert pcn["encounter_id"] == out["encounters"][0]["encounter_id"] and pcn["person_id"] == person
+    cashew = got["Cashew nuts"]
+    assert (cashew["substance_system"], cashew["category"], cashew["severity"]) == (
+        "SNOMED CT", "food", "moderate")
+    assert (cashew["reaction"], cashew["reaction_code"], cashew["criticality"]) == (
+        "Angioedema", "41291007", None)
+    assert (got["Grass pollen"]["category"], got["Grass pollen"]["criticality"]) == ("environment", "low")
+    assert got["Latex"]["substance_code"] is None and got["Latex"]["category"] is None  # MA, text only
+
+    [vxu] = split_messages((DATA / "hl7" / "vxu_v04.hl7").read_bytes())
+    imm = {i["vaccine_code"]: i for i in _hl7(vxu.text)["immunizations"]}
+    assert set(imm) == {"140", "08", "03"}
+    flu = imm["140"]
+    assert (flu["vaccine_system"], flu["status"], flu["lot_number"], flu["manufacturer"]) == (
+        "CVX", "completed", "315841", "Sanofi Pasteur")
+    assert (flu["dose_value"], flu["dose_unit"], flu["route"], flu["site"]) == (0.5, "mL", "Intramuscular",
+                                                                              "Left Deltoid")
+    assert str(flu["occurrence_time"]) == "2026-01-15 15:00:00" and flu["primary_source"] is True
+    assert (imm["08"]["primary_source"], imm["08"]["dose_value"], imm["08"]["route"]) == (False, None, None)
+    assert imm["03"]["status"] == "not-done"  # RXA-20 RE: refused
+    assert {i["person_id"] for i in imm.values()} == {person_id(KEY, "MYEHR", "PAT7001")}
+
+
+def test_obr_becomes_a_report_listing_its_obx_and_truncation_escape_is_read():
+    lri = split_messages((DATA / "hl7" / "versions.hl7").read_bytes())[0]
+    out = _hl7(lri.text)
+    (rep,) = out["diagnostic_reports"]
+    obs = {o["source_record"]: o for o in out["observations"]}
+    assert rep["result_observation_ids"] == [obs[f"LRI0001 OBX {i}"]["observation_id"] for i in (1, 2, 3)]
+    assert (rep["loinc_code"], rep["category"], rep["status"]) == ("58410-2", "HM", "F")
+    assert (str(rep["effective_time"]), str(rep["issued_time"])) == (
+        "2026-03-21 00:00:00", "2026-03-21 02:25:00")
+    # sent as \P\2: the escaped truncation character of a ^~\&# message
+    assert obs["LRI0001 OBX 3"]["value_text"] == "Specimen #2 of 2, slight hemolysis"
+
+
+def test_fhir_allergy_immunization_and_report_map_with_result_ids():
+    from connectors.fhir_clinical import records
+
+    bundle = json.loads((DATA / "fhir" / "clinical_bundle.json").read_text())
+    out: dict[str, list] = {}
+    for e in bundle["entry"]:
+        for t, rows in records(e["resource"], _src("CTY-S1", "FHIR")).items():
+            out.setdefault(t, []).extend(rows)
+    (alg,) = out["allergies"]
+    assert (alg["substance_code"], alg["substance_system"], alg["verification_status"]) == (
+        "7980", "RxNorm", "confirmed")
+    assert (alg["reaction"], alg["reaction_code"], alg["severity"]) == (
+        "Anaphylaxis; Urticaria", "39579001", "severe")
+    (imm,) = out["immunizations"]  # imm-bad has no vaccineCode: validation rejects it before silver
+    assert (imm["vaccine_code"], imm["vaccine_system"], imm["site"]) == ("140", "CVX", "left arm")
+    (rep,) = out["diagnostic_reports"]
+    ids = {o["source_record"]: o["observation_id"] for o in out["observations"]}
+    assert rep["result_observation_ids"] == [ids["Observation/hgb-7"], ids["Observation/wbc-7"]]
+    assert rep["conclusion"] == "Mild normocytic anaemia." and rep["category"] == "HM"
+
+
+def _a40(cid: str, authority: str, survivor: str, prior: str) -> str:
+    return "\r".join([f"MSH|^~\\&|HIS|{authority}|OMICSLAKE|NAT|20260401000000||ADT^A40^ADT_A39|{cid}|P|2.5",
+                      "EVN|A40|20260401000000", f"PID|1||{survivor}^^^{authority}^MR||DOE^JANE",
+                      f"MRG|{prior}^^^{authority}^MR"]) + "\r"
+
+
+def _rows(spark, table: str, fmt: str) -> list:
+    return spark.table(f"silver.{table}").where(F.col("source_format") == fmt).collect()
+
+
+def test_new_clinical_tables_through_the_ingest_jobs(fresh_lake, tmp_path):
+    spark, s = fresh_lake
+    key = s_key(s)
+    hl7_files = [str(DATA / "hl7" / n) for n in ("adt_a01_allergies.hl7", "vxu_v04.hl7", "versions.hl7")]
+    h = ingest_hl7.run(spark, s, hl7_files, "CTY-S1")
+    f = ingest_fhir.run(spark, s, [str(DATA / "fhir" / "clinical_bundle.json")], "CTY-S1")
+    assert (h.rows_accepted, h.rows_quarantined, f.rows_accepted, f.rows_quarantined) == (5, 0, 7, 1)
+    [bad] = spark.table("quarantine.fhir").collect()
+    assert bad.location == "entry 8" and "vaccineCode" in bad.reason
+    b = build_clinical.run(spark, s, run_ids=[h.run_id, f.run_id])
+    assert b.rows_quarantined == 0
+    patient = person_id(key, "GENHOSP", "MRN8812")
+    alg = {r.substance_display: r for r in _rows(spark, "allergies", "HL7v2")}
+    assert set(alg) == {"Penicillin G", "Cashew nuts", "Grass pollen", "Latex", "PENICILLIN"}
+    pcn = alg["Penicillin G"]
+    assert (pcn.substance_code, pcn.criticality, pcn.person_id) == ("7980", "high", patient)
+    assert alg["PENICILLIN"].person_id == person_id(key, "OLDHOSP", "V21PAT")  # the v2.1 message
+    [falg] = _rows(spark, "allergies", "FHIR")
+    assert (falg.reaction_code, str(falg.recorded_time)) == ("39579001", "2026-03-21 01:20:00")
+    assert falg.person_id == person_id(key, "FHIR:CTY-S1", "pat-7")
+
+    imm = {r.vaccine_code: r for r in _rows(spark, "immunizations", "HL7v2")}
+    assert (str(imm["140"].occurrence_time), imm["140"].lot_number, imm["03"].status) == (
+        "2026-01-15 15:00:00", "315841", "not-done")
+    [fimm] = _rows(spark, "immunizations", "FHIR")
+    assert (fimm.vaccine_code, str(fimm.occurrence_time), fimm.dose_value) == (
+        "140", "2026-03-21 01:40:00", 0.5)
+
+    obs = {r.source_record: r.observation_id for r in spark.table("silver.observations").collect()}
+    [hrep] = _rows(spark, "diagnostic_reports", "HL7v2")
+    assert hrep.result_observation_ids == [obs[f"LRI0001 OBX {i}"] for i in (1, 2, 3)]
+    assert (hrep.loinc_code, str(hrep.issued_time), hrep.person_id) == (
+        "58410-2", "2026-03-21 02:25:00", patient)
+    [frep] = _rows(spark, "diagnostic_reports", "FHIR")
+    assert frep.result_observation_ids == [obs["Observation/hgb-7"], obs["Observation/wbc-7"]]
+    assert frep.encounter_id == spark.table("silver.encounters").where(
+        F.col("source_record") == "Encounter/enc-7").collect()[0].encounter_id
+
+    merge = tmp_path / "a40.hl7"
+    merge.write_text(_a40("M1", "GENHOSP", "MRN9000", "MRN8812") + _a40("M2", "MYEHR", "PAT7999", "PAT7001"))
+    m = ingest_hl7.run(spark, s, [str(merge)], "CTY-S1")
+    assert build_clinical.run(spark, s, run_ids=[m.run_id]).details["person_merges"] == 2
+    moved = {t: {r.person_id for r in _rows(spark, t, "HL7v2")}
+             for t in ("allergies", "immunizations", "diagnostic_reports")}
+    assert moved == {"allergies": {person_id(key, "GENHOSP", "MRN9000"), person_id(key, "OLDHOSP", "V21PAT")},
+                     "immunizations": {person_id(key, "MYEHR", "PAT7999")},
+                     "diagnostic_reports": {person_id(key, "GENHOSP", "MRN9000")}}
+
+    before = {t: spark.table(f"silver.{t}").count() for t in build_clinical.TABLES}
+    assert (before["allergies"], before["immunizations"], before["diagnostic_reports"]) == (6, 4, 2)
+    assert ingest_hl7.run(spark, s, hl7_files, "CTY-S1").status == "skipped"
+    build_clinical.run(spark, s, rebuild=True)
+    assert {t: spark.table(f"silver.{t}").count() for t in build_clinical.TABLES} == before
+    survivor = person_id(key, "MYEHR", "PAT7999")
+    assert {r.person_id for r in _rows(spark, "immunizations", "HL7v2")} == {survivor}
+
+    rows = [r for t in build_clinical.TABLES for r in spark.table(f"silver.{t}").collect()]
+    dump = " ".join(str(r.asDict()) for r in rows)
+    for direct in ("MRN8812", "CHEN", "LIHUA", "13900001111", "Lake Rd", "19620809", "1962-08-09", "PAT7001",
+                   "KOVAC", "NOVAK", "PETRA", "5550142", "ELM ST", "2015-06-15", "555444", "V21PAT", "SMITH",
+                   "MRN5521", "Okafor", "Chidinma", "555-0199", "Harbor View", "1988-07-14"):
         assert direct not in dump, direct

@@ -60,3 +60,10 @@ def test_clinical_and_imaging_dag_order(dagbag):
     assert clinical.get_task("check_silver").upstream_task_ids == {"build_silver"}
     imaging = dagbag.get_dag("omicslake_imaging")
     assert imaging.get_task("check").upstream_task_ids == {"ingest"}
+
+
+def test_curation_dag_links_then_annotates(dagbag):
+    dag = dagbag.get_dag("omicslake_curation")
+    assert dag.get_task("check_persons").upstream_task_ids == {"link_persons"}
+    assert dag.get_task("annotate_variants").upstream_task_ids == {"check_persons"}
+    assert dag.get_task("check_annotations").upstream_task_ids == {"annotate_variants"}

@@ -160,13 +160,18 @@ def test_truncated_file_commits_nothing_and_others_land(fresh_lake, vcf, tmp_pat
     data = vcf.read_bytes()
     cut.write_bytes(data[: len(data) * 2 // 3])
     good = make_vcf(tmp_path / "good.vcf.gz", ["Q1", "Q2"], 40, seed=5)
-    with pytest.raises(InputError) as err:
-        ingest_vcf.run(spark, s, [str(cut), str(good)], "CTY-S1")
-    assert str(cut) in str(err.value) and "truncated" in str(err.value)
+    result = ingest_vcf.run(spark, s, [str(cut), str(good)], "CTY-S1")
     landed = spark.sql("SELECT source_uri, count(*) AS n FROM bronze.vcf_variants GROUP BY 1").collect()
     assert [(x.source_uri, x.n) for x in landed] == [(str(good), len(bcftools_sites(good)))]
-    run = spark.sql("SELECT status, error FROM ops.ingest_runs").collect()[0]
-    assert run.status == "failed" and "truncated" in run.error
+    q = spark.sql("SELECT source_uri, location, reason FROM quarantine.vcf").collect()
+    assert [(x.source_uri, x.location) for x in q] == [(str(cut), "file")] and "truncated" in q[0].reason
+    run = spark.sql("SELECT status, rows_read, rows_accepted, rows_quarantined FROM ops.ingest_runs")\
+        .collect()[0]
+    assert run.status == "succeeded" and result.status == "succeeded"
+    assert (run.rows_read, run.rows_accepted, run.rows_quarantined) == (len(bcftools_sites(good)) + 1,
+                                                                         len(bcftools_sites(good)), 1)
+    again = ingest_vcf.run(spark, s, [str(cut), str(good)], "CTY-S1")
+    assert again.status == "skipped" and spark.table("quarantine.vcf").count() == 1
 
 
 def test_corrupt_block_inside_fails_that_file_only(fresh_lake, vcf, tmp_path):
@@ -177,11 +182,11 @@ def test_corrupt_block_inside_fails_that_file_only(fresh_lake, vcf, tmp_path):
     data[mid:mid + 64] = bytes(64)
     bad.write_bytes(bytes(data))
     shutil.copy(str(vcf) + ".tbi", str(bad) + ".tbi")
-    with pytest.raises(InputError) as err:
-        ingest_vcf.run(spark, s, [str(bad)], "CTY-S1")
-    assert str(bad) in str(err.value)
+    result = ingest_vcf.run(spark, s, [str(bad)], "CTY-S1")
+    assert result.rows_quarantined == 1 and any(str(bad) in w for w in result.warnings)
     assert spark.sql("SELECT count(*) AS n FROM bronze.vcf_variants").collect()[0].n == 0
-    assert spark.sql("SELECT count(*) AS n FROM quarantine.vcf").collect()[0].n == 0
+    q = spark.sql("SELECT source_uri, location FROM quarantine.vcf").collect()
+    assert [(x.source_uri, x.location) for x in q] == [(str(bad), "file")]
 
 
 def test_manifest_must_match_samples(fresh_lake, vcf, tmp_path):

@@ -45,8 +45,10 @@ def test_parse_reads_fields_repeats_escapes_and_z_segments():
     assert obx[2].obx_5.to_er7() == "Fasting \\S\\ verified\\E\\ok"  # escapes kept as sent
     h3, _ = parse(msgs[2].text)  # \r\n separators, no PV1, v2.3
     assert h3.version == "2.3" and "PV1" not in h3.segments
-    with pytest.raises(HL7Error, match="version '2.1' is not supported") as err:
-        parse(msgs[4].text)
+    h4, _ = parse(msgs[4].text)  # v2.1: read with hl7apy's 2.3 structures, declared version kept
+    assert (h4.version, h4.control_id) == ("2.1", "ADT0004")
+    with pytest.raises(HL7Error, match="version '3.0' is not supported") as err:
+        parse(msgs[4].text.replace("|P|2.1", "|P|3.0"))
     assert err.value.ack_code == "AR" and err.value.control_id == "ADT0004"
     assert hl7_timestamp("20260301083000+0800").isoformat() == "2026-03-01T00:30:00"
 
@@ -64,16 +66,17 @@ def test_ingest_hl7_quarantines_bad_messages_and_is_idempotent(fresh_lake):
     spark, s = fresh_lake
     paths = [str(DATA / "mixed_batch.hl7"), str(DATA / "oru_r01.hl7")]
     r = ingest_hl7.run(spark, s, paths, "PRV-N")
-    assert (r.rows_read, r.rows_accepted, r.rows_quarantined) == (7, 5, 2)
+    assert (r.rows_read, r.rows_accepted, r.rows_quarantined) == (7, 6, 1)
     rows = spark.sql("SELECT message_control_id, message_type, trigger_event, byte_offset "
                      "FROM bronze.hl7_messages ORDER BY source_uri, byte_offset").collect()
     assert [(x.message_control_id, x.trigger_event) for x in rows] == [
-        ("ADT0001", "A01"), ("LAB0001", "R01"), ("ADT0002", "A08"), ("ADT0003", "A40"), ("LAB0001", "R01")]
+        ("ADT0001", "A01"), ("LAB0001", "R01"), ("ADT0002", "A08"), ("ADT0003", "A40"), ("ADT0004", "A04"),
+        ("LAB0001", "R01")]
     q = spark.sql("SELECT location, reason FROM quarantine.hl7 ORDER BY location").collect()
-    assert [x.location for x in q] == ["offset 1356, control id ADT0004", "offset 1439"]
+    assert [x.location for x in q] == ["offset 1439"]
     again = ingest_hl7.run(spark, s, paths, "PRV-N")
     assert again.status == "skipped"
-    assert spark.table("bronze.hl7_messages").count() == 5 and spark.table("quarantine.hl7").count() == 2
+    assert spark.table("bronze.hl7_messages").count() == 6 and spark.table("quarantine.hl7").count() == 1
 
 
 def _send(port: int, payloads: list[str]) -> list[str]:
@@ -123,12 +126,12 @@ def test_mllp_many_clients_many_messages(mllp_server):
     assert sorted(results) == list(range(6))
     for k, acks in results.items():
         msa = [a.split("\r")[1].split("|") for a in acks]
-        assert [m[1] for m in msa] == ["AA", "AA", "AA", "AA", "AR", "AR"]
+        assert [m[1] for m in msa] == ["AA", "AA", "AA", "AA", "AA", "AR"]
         assert msa[0][2] == f"C{k}-ADT0001" and msa[4][2] == "ADT0004"
-        assert "not supported" in msa[4][3]
+        assert "not an HL7 v2 message" in msa[5][3]
     accepted = list((landing / "hl7" / "PRV-N").glob("*.hl7"))
     rejected = list((landing / "hl7-rejected" / "PRV-N").glob("*.hl7"))
-    assert len(accepted) == 6 * 4 and len(rejected) == 6 * 2
+    assert len(accepted) == 6 * 5 and len(rejected) == 6 * 1
     assert sum(b"C3-LAB0001" in p.read_bytes() for p in accepted) == 1
 
 
@@ -164,3 +167,52 @@ def test_clinical_dag_loads_the_landing_zone(settings, tmp_path):
                        "WHERE center_id = 'CTY-S1' AND source_format = 'HL7v2' ORDER BY loinc_code").collect()
     assert [(r.loinc_code, r.unit, r.abnormal_flag) for r in silver] == [
         ("2345-7", "mmol/L", "H"), ("4548-4", "%", "H"), ("8251-1", None, None)]
+
+
+def _versions() -> list[str]:
+    """An LRI ORU with the truncation character (^~\\&#), a v2.2 ADT and a v2.1 ADT with AL1."""
+    return [m.text for m in split_messages((DATA / "versions.hl7").read_bytes())]
+
+
+def test_truncation_character_and_v21_v22_are_read_with_their_declared_version():
+    lri, v22, v21 = _versions()
+    h, msg = parse(lri)
+    assert (h.control_id, h.version, lri.split("|")[1]) == ("LRI0001", "2.5.1", "^~\\&#")
+    obx = [s for s in msg.children if s.name == "OBX"]
+    assert [o.obx_3.ce_1.value for o in obx] == ["718-7", "6690-2", "8251-1"]
+    h22, msg22 = parse(v22)
+    assert (h22.version, h22.trigger_event) == ("2.2", "A04")
+    assert msg22.pid.pid_3.to_er7() == "555444^^^OLDHOSP"
+    h21, msg21 = parse(v21)  # v2.1 names the event in EVN-1 only; hl7apy's own 2.1 lacks AL1
+    assert (h21.version, h21.message_type, h21.trigger_event) == ("2.1", "ADT", "A08")
+    assert [s.name for s in msg21.children] == ["MSH", "EVN", "PID", "AL1"]
+    six = lri.replace("^~\\&#", "^~\\&#!", 1)
+    with pytest.raises(HL7Error, match="encoding chars") as err:
+        parse(six)
+    assert err.value.ack_code == "AE" and err.value.control_id == "LRI0001"
+
+
+def test_ingest_keeps_declared_version_and_original_msh2(fresh_lake):
+    spark, s = fresh_lake
+    r = ingest_hl7.run(spark, s, [str(DATA / "versions.hl7")], "CTY-S1")
+    assert (r.rows_read, r.rows_accepted, r.rows_quarantined) == (3, 3, 0)
+    rows = spark.sql("SELECT message_control_id, version, trigger_event, raw FROM bronze.hl7_messages "
+                     "ORDER BY byte_offset").collect()
+    assert [(x.message_control_id, x.version, x.trigger_event) for x in rows] == [
+        ("LRI0001", "2.5.1", "R01"), ("V22-0001", "2.2", "A04"), ("V21-0001", "2.1", "A08")]
+    assert [x.raw for x in rows] == _versions()  # as sent: MSH-2 ^~\&# and MSH-12 untouched
+    assert rows[0].raw.startswith("MSH|^~\\&#|LAB-SYS^")
+    assert ingest_hl7.run(spark, s, [str(DATA / "versions.hl7")], "CTY-S1").status == "skipped"
+    assert spark.table("bronze.hl7_messages").count() == 3 and spark.table("quarantine.hl7").count() == 0
+
+
+def test_mllp_acks_aa_for_truncation_character_and_old_versions(mllp_server):
+    port, landing, _ = mllp_server
+    sent = _versions()
+    acks = _send(port, sent)
+    msa = [a.split("\r")[1].split("|") for a in acks]
+    assert [(m[1], m[2]) for m in msa] == [("AA", "LRI0001"), ("AA", "V22-0001"), ("AA", "V21-0001")]
+    assert [a.split("\r")[0].split("|")[11] for a in acks] == ["2.5.1", "2.2", "2.1"]
+    landed = sorted(p.read_bytes() for p in (landing / "hl7" / "PRV-N").glob("*.hl7"))
+    assert landed == sorted(t.encode() for t in sent)
+    assert not list((landing / "hl7-rejected").glob("*/*.hl7"))

@@ -30,8 +30,12 @@ def test_info_types_follow_header():
             "AF": FieldDef("A", "Float"), "DB": FieldDef("0", "Flag"), "G": FieldDef("1", "String")}
     assert parse_info("AC=1,2;AN=10;AF=0.1,.;DB;G=x", defs) == {
         "AC": [1, 2], "AN": 10, "AF": [0.1, None], "DB": True, "G": "x"}
-    with pytest.raises(ValueError, match="not declared"):
-        parse_info("XX=1", defs)
+    gaps: set[str] = set()
+    assert parse_info("XX=1,b;AN;YY", defs, gaps) == {"XX": ["1", "b"], "AN": True, "YY": True}
+    assert gaps == {"INFO/XX is not declared in the header; read as Type=String, Number=.",
+                    "INFO/AN has no value; read as a flag",
+                    "INFO/YY is not declared in the header; read as Type=String, Number=.",
+                    "INFO/YY has no value; read as a flag"}
 
 
 def test_records_parse_and_bad_line_is_reported(vcf):

@@ -1,0 +1,52 @@
+"""Curation: link every source identity to one person, then annotate variants.
+
+Thin wiring only; the work lives in ``jobs/link_persons.py`` and ``jobs/annotate_variants.py``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from omicslake.airflow_support import DEFAULT_ARGS, run_job, run_quality
+
+
+@dag(
+    dag_id="omicslake_curation",
+    schedule=timedelta(hours=6),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["omicslake", "curation"],
+    params={
+        "gtf": Param(None, type=["null", "string"], description="GTF/GFF3; null: latest registered release"),
+        "clinvar": Param(None, type=["null", "string"], description="ClinVar VCF; null: latest registered"),
+        "gnomad": Param(None, type=["null", "string"], description="gnomAD sites VCF/folder; null: latest"),
+        "reference": Param(None, type=["null", "string"], description="FASTA to left-align source alleles"),
+    },
+)
+def omicslake_curation():
+    @task
+    def link_persons() -> dict:
+        return run_job("link_persons")
+
+    @task
+    def check_persons() -> dict:
+        return run_quality(["silver.persons", "silver.person_links", "silver.person_link_review"])
+
+    @task
+    def annotate_variants(params=None) -> dict:
+        return run_job("annotate_variants", gtf=params["gtf"], clinvar=params["clinvar"],
+                       gnomad=params["gnomad"], reference=params["reference"])
+
+    @task
+    def check_annotations() -> dict:
+        return run_quality(["silver.variant_annotations", "silver.variant_stats", "ops.reference_sources"])
+
+    link_persons() >> check_persons() >> annotate_variants() >> check_annotations()
+
+
+omicslake_curation()
