@@ -1,4 +1,5 @@
-"""Load the network of centers into ``ops.centers`` (upsert by center_id)."""
+"""Load the center registry (OMICSLAKE_CENTERS) into ``ops.centers`` (upsert by center_id), the
+copy SQL joins on. A center dropped from the file stays in the table: rows still name it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pyspark.sql import SparkSession
 from jobs.common import main_for
 from omicslake.runs import JobResult, track_run
 from omicslake.settings import Settings
-from omicslake.tiers import Network, demo_network
+from omicslake.tiers import Network, registry
 from omicslake.writes import merge_new
 from schemas import get_table
 
@@ -17,7 +18,7 @@ JOB = "register_centers"
 
 
 def run(spark: SparkSession, settings: Settings, network: Network | None = None) -> JobResult:
-    network = network or demo_network()
+    network = network or registry(settings)
     with track_run(spark, settings, JOB, {"centers": len(network.centers)}) as result:
         rows = [asdict(c) for c in network.centers.values()]
         df = spark.createDataFrame(rows, get_table("ops.centers").spark_schema())

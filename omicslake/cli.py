@@ -22,6 +22,8 @@ Settings (environment variables):
                     (default ./.omicslake); tables live under HOME/lake
   OMICSLAKE_ENGINE  local (embedded Sail, default) | remote | classic (JVM Spark + delta-spark)
   SPARK_REMOTE      sc://host:port, for OMICSLAKE_ENGINE=remote
+  OMICSLAKE_CENTERS the center registry, a YAML file (default: the demo network's,
+                    omicslake/centers.demo.yaml); see `omicslake centers --help`
 """
 
 
@@ -65,11 +67,53 @@ def main(verbose: bool) -> None:
     os.environ.setdefault("RUST_LOG", "info" if verbose else "warn")
 
 
+def _known_center(ctx, param, value: str | None) -> str | None:
+    """--center must name a center of the registry: refused before any engine starts."""
+    from omicslake.tiers import require_center
+
+    if value is not None:
+        require_center(load_settings(), value)
+    return value
+
+
 def _spark(settings):
     from omicslake.session import get_spark
 
     with _status(f"starting the {settings.engine} engine"):
         return get_spark(settings)
+
+
+@main.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per center.")
+@click.pass_context
+def centers(ctx, as_json: bool) -> None:
+    """List the network of centers from the registry (OMICSLAKE_CENTERS).
+
+    \b
+    The registry is a YAML file with a list under `centers:`, one mapping per center:
+      center_id  unique: letters, digits, '-', '_', '.'
+      name       display name
+      tier       national | provincial | city | county
+      parent_id  the center exactly one tier up (none for the one national root)
+      region     free text
+    It is checked when read (an error names the line at fault). Every ingest command,
+    listener and upload refuses a center it does not list. The genomics DAG copies it into
+    ops.centers (jobs/register_centers.py) for SQL joins.
+    """
+    if ctx.invoked_subcommand:
+        return
+    from omicslake.tiers import registry
+
+    settings = load_settings()
+    network = registry(settings)
+    if as_json:
+        for _, c in network.tree():
+            click.echo(json.dumps(c.__dict__))
+        return
+    click.echo(f"{len(network.centers)} centers in {settings.centers_file}")
+    for depth, c in network.tree():
+        region = f"  [{c.region}]" if c.region else ""
+        click.echo(f"{'  ' * depth}{c.center_id:<{14 - 2 * depth}} {c.tier:<10} {c.name}{region}")
 
 
 @main.command()
@@ -270,7 +314,7 @@ def ingest() -> None:
 
 @ingest.command("vcf")
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--center", "center_id", required=True, help="Sending center id.")
+@click.option("--center", "center_id", required=True, callback=_known_center, help="Sending center id.")
 @click.option("--manifest", required=True, help="Sample manifest (CSV/TSV) for these VCFs.")
 @click.option("--reference", type=click.Path(exists=True, dir_okay=False),
               help="Reference FASTA: left-align and trim indels as `bcftools norm -f` does.")
@@ -302,7 +346,7 @@ def ingest_vcf_cmd(paths, center_id, manifest, reference, build) -> None:
 
 @ingest.command("bam")
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--center", "center_id", required=True, help="Sending center id.")
+@click.option("--center", "center_id", required=True, callback=_known_center, help="Sending center id.")
 @click.option("--manifest", required=True, help="Sample manifest (CSV/TSV): @RG SM -> patient.")
 @click.option("--targets", type=click.Path(exists=True, dir_okay=False),
               help="BED of target regions: depth is measured there, with the share at >= 20x.")
@@ -347,7 +391,7 @@ def _build_clinical(spark, settings, result) -> None:
 
 @ingest.command("hl7")
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--center", "center_id", required=True, help="Sending center id.")
+@click.option("--center", "center_id", required=True, callback=_known_center, help="Sending center id.")
 def ingest_hl7_cmd(paths, center_id) -> None:
     """Ingest HL7 v2 files, folders or the MLLP landing zone into bronze.hl7_messages.
 
@@ -369,7 +413,7 @@ def ingest_hl7_cmd(paths, center_id) -> None:
 
 @ingest.command("fhir")
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--center", "center_id", required=True, help="Sending center id.")
+@click.option("--center", "center_id", required=True, callback=_known_center, help="Sending center id.")
 def ingest_fhir_cmd(paths, center_id) -> None:
     """Ingest FHIR R4 Bundles (JSON) and bulk-export NDJSON into bronze.fhir_resources.
 
@@ -392,7 +436,8 @@ def ingest_fhir_cmd(paths, center_id) -> None:
 @main.command()
 @click.option("--port", default=2575, show_default=True, help="TCP port to listen on.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 for all).")
-@click.option("--center", "center_id", required=True, help="Center whose HIS/LIS sends to this port.")
+@click.option("--center", "center_id", required=True, callback=_known_center,
+              help="Center whose HIS/LIS sends to this port.")
 def mllp(port: int, host: str, center_id: str) -> None:
     """Receive HL7 v2 over MLLP; land each message durably, then ACK it.
 
@@ -430,7 +475,8 @@ def mllp(port: int, host: str, center_id: str) -> None:
 @click.option("--port", default=11112, show_default=True, help="TCP port to listen on.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 for all).")
 @click.option("--ae-title", default="OMICSLAKE", show_default=True, help="This SCP's AE title.")
-@click.option("--center", "center_id", required=True, help="Center whose modalities/PACS send here.")
+@click.option("--center", "center_id", required=True, callback=_known_center,
+              help="Center whose modalities/PACS send here.")
 @click.option("--calling-ae", "calling_aes", multiple=True,
               help="Calling AE title allowed for this center (repeatable). Default: "
                    "OMICSLAKE_DICOM_CALLING_AES_<CENTER> (comma separated), with - in CENTER as _.")
@@ -469,7 +515,7 @@ def dicom_scp(port: int, host: str, ae_title: str, center_id: str, calling_aes: 
 
 @ingest.command("dicom")
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--center", "center_id", required=True, help="Sending center id.")
+@click.option("--center", "center_id", required=True, callback=_known_center, help="Sending center id.")
 @click.option("--keep-dates", is_flag=True, help="Keep dates instead of shifting them per person.")
 def ingest_dicom_cmd(paths, center_id, keep_dates) -> None:
     """Ingest DICOM files, folders and zip archives (or the SCP landing zone).

@@ -19,3 +19,7 @@ class InputError(OmicslakeError):
 
 class QualityError(OmicslakeError):
     """A critical data-quality expectation failed."""
+
+
+class RegistryError(OmicslakeError):
+    """The center registry is malformed, or names no such center."""

@@ -14,6 +14,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from omicslake.settings import Settings
+from omicslake.tiers import require_center
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +99,14 @@ def record_run(spark: SparkSession, settings: Settings, result: JobResult,
 @contextmanager
 def track_run(spark: SparkSession, settings: Settings, job: str, params: dict[str, Any],
               center_id: str | None = None):
-    """Yield a JobResult to fill in; on exit record it (also when the job fails)."""
+    """Yield a JobResult to fill in; on exit record it (also when the job fails). A run for a
+    center the registry does not know fails before it reads anything (and is recorded)."""
     result = JobResult(job=job, run_id=new_run_id(job), center_id=center_id)
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     try:
+        if center_id is not None:
+            require_center(settings, center_id)
         yield result
     except BaseException as exc:
         result.status = "failed"

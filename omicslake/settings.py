@@ -11,6 +11,7 @@ from omicslake.errors import SettingsError
 
 ENGINES = ("local", "remote", "classic")
 REMOTE_SCHEMES = ("s3", "s3a", "hdfs", "abfss", "gs")
+DEMO_REGISTRY = Path(__file__).with_name("centers.demo.yaml")
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Settings:
     state_dir: Path = field(default_factory=lambda: Path.home() / ".omicslake-state")
     spark_master: str = "local[*]"
     principal: str = "omicslake"
+    centers_file: Path = field(default_factory=lambda: DEMO_REGISTRY)
 
     @property
     def is_local_storage(self) -> bool:
@@ -109,4 +111,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         state_dir=state.resolve(),
         spark_master=env.get("OMICSLAKE_SPARK_MASTER") or "local[*]",
         principal=env.get("OMICSLAKE_PRINCIPAL") or env.get("USER") or "omicslake",
+        centers_file=Path(env.get("OMICSLAKE_CENTERS") or DEMO_REGISTRY).expanduser().resolve(),
     )
