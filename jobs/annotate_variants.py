@@ -42,7 +42,7 @@ from omicslake.errors import InputError
 from omicslake.hwe import hwe_exact_p
 from omicslake.runs import JobResult, track_run
 from omicslake.settings import Settings
-from omicslake.tiers import Center, Network
+from omicslake.tiers import registry
 from omicslake.writes import append, merge_new
 from schemas import get_table
 from schemas.tables import DERIVED_ROW, GENE_HIT
@@ -445,12 +445,9 @@ def annotations(spark: SparkSession, settings: Settings, sources: dict[str, Load
 
 
 def provinces(spark: SparkSession, settings: Settings) -> DataFrame:
-    """center_id -> its provincial center, from ops.centers (a small table: the network)."""
-    rows = read_table(spark, settings, "ops.centers").collect()
-    pairs = []
-    if rows:
-        network = Network(Center(**r.asDict()) for r in rows)
-        pairs = [(c, network.ancestor(c, "provincial")) for c in sorted(network.centers)]
+    """center_id -> its provincial center, from the center registry."""
+    network = registry(settings)
+    pairs = [(c, network.ancestor(c, "provincial")) for c in sorted(network.centers)]
     return spark.createDataFrame(pairs, "center_id string, province string")
 
 
