@@ -155,25 +155,49 @@ def tables(as_json: bool) -> None:
 
 @main.command()
 @click.argument("query")
+@click.option("--as", "as_principal", metavar="CENTER[:ROLE]",
+              help="Run as this center's analyst (or admin): only rows of its subtree. "
+                   "Default: the national center's admin (the operator).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per row.")
 @click.option("--limit", default=1000, show_default=True, help="Most rows to print.")
-def sql(query: str, as_json: bool, limit: int) -> None:
-    """Run a Spark SQL QUERY over the lake's tables (layer.table names).
+def sql(query: str, as_principal: str | None, as_json: bool, limit: int) -> None:
+    """Run one Spark SQL SELECT over the lake's tables (layer.table names).
 
     \b
-    Example:
+    Every query goes through the gateway (omicslake/sql_gateway.py): one SELECT over
+    registered layer.table names; no paths (delta.`...`), file-reading functions, DDL/DML or
+    second statements. With --as, each table is cut to the rows of that center and the
+    centers below it, and bronze, quarantine and ops need the admin role. Every query and
+    every refusal is written to ops.audit_log.
+    \b
+    Examples:
       omicslake sql "SELECT contig, count(*) FROM silver.variants GROUP BY contig"
+      omicslake sql --as CNT-S1A "SELECT count(*) FROM silver.genotypes"
     """
     from omicslake.audit import audit
+    from omicslake.sql_gateway import Principal, QueryRefused, scope_query
+    from omicslake.tiers import registry
 
     settings = load_settings()
+    network = registry(settings)
+    principal = Principal.parse(as_principal) if as_principal else \
+        Principal(next(c for c in network.centers.values() if c.parent_id is None).center_id, "admin")
     spark = _spark(settings)
     try:
-        df = spark.sql(query)
+        scoped = scope_query(query, principal, network)
+    except QueryRefused as exc:
+        audit(spark, settings, "query", "sql", {"query": query, "reason": str(exc)},
+              principal.center_id, principal=str(principal), outcome="refused")
+        raise
+    try:
+        df = spark.sql(scoped.sql)
         rows = df.limit(limit).collect()
     except Exception as exc:
+        audit(spark, settings, "query", ",".join(scoped.tables), {"query": query},
+              principal.center_id, principal=str(principal), outcome="failed")
         raise OmicslakeError(f"query failed: {str(exc).splitlines()[0]}") from exc
-    audit(spark, settings, "query", "sql", {"query": query, "rows": len(rows)})
+    audit(spark, settings, "query", ",".join(scoped.tables), {"query": query, "rows": len(rows)},
+          principal.center_id, principal=str(principal))
     if as_json:
         for r in rows:
             click.echo(json.dumps(r.asDict(recursive=True), default=str))
@@ -211,6 +235,44 @@ def history(table: str, limit: int | None, as_json: bool) -> None:
             click.echo(json.dumps(h, default=str))
         else:
             click.echo(f"v{h['version']:<4} {h['timestamp']}  {h['operation']:<14} {h['metrics']}")
+
+
+@main.command("audit")
+@click.option("--since", help="Only events at or after this time (ISO 8601, UTC), e.g. 2026-11-01.")
+@click.option("--center", "center_id", help="Only events of this center.")
+@click.option("--action", help="Only this action (query, job_run, token_issue, person_xref, ...).")
+@click.option("--limit", default=200, show_default=True, help="Most events to print, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
+def audit_cmd(since: str | None, center_id: str | None, action: str | None, limit: int,
+              as_json: bool) -> None:
+    """Show ops.audit_log: who did what, when, from where, and the outcome."""
+    from datetime import datetime
+
+    from pyspark.sql import functions as F
+
+    from omicslake.catalog import read_table
+
+    settings = load_settings()
+    df = read_table(_spark(settings), settings, "ops.audit_log")
+    if since:
+        try:
+            at = datetime.fromisoformat(since)
+        except ValueError:
+            raise OmicslakeError(f"--since {since!r}: not an ISO 8601 date or time") from None
+        df = df.where(F.col("at") >= F.lit(at.replace(tzinfo=None)))
+    if center_id:
+        df = df.where(F.col("center_id") == center_id)
+    if action:
+        df = df.where(F.col("action") == action)
+    rows = df.orderBy(F.col("at").desc()).limit(limit).collect()
+    for r in rows:
+        if as_json:
+            click.echo(json.dumps(r.asDict(), default=str))
+        else:
+            click.echo(f"{r.at:%Y-%m-%d %H:%M:%S}  {r.principal:<18} {r.center_id or '-':<8} "
+                       f"{r.action:<14} {r.outcome or '-':<8} {r.client or '-':<15} {r.target}  "
+                       f"{r.details_json}")
+    click.echo(f"{len(rows)} event(s)", err=True)
 
 
 @main.command()

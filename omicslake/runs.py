@@ -93,7 +93,8 @@ def record_run(spark: SparkSession, settings: Settings, result: JobResult,
 
     audit(spark, settings, "job", result.job,
           {"run_id": result.run_id, "status": result.status, "rows_written": result.rows_written,
-           "inputs": result.inputs}, result.center_id)
+           "inputs": result.inputs}, result.center_id,
+          outcome="failed" if result.status == "failed" else "ok")
 
 
 @contextmanager

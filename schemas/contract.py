@@ -22,6 +22,20 @@ class Column:
     doc: str = ""
 
 
+SCOPE_KINDS = ("center", "centers", "scope_or_all", "shared", "admin")
+
+
+@dataclass(frozen=True)
+class RowScope:
+    """Which rows of a table a center's analyst sees through the SQL gateway: ``center`` (its
+    ``column`` names a center of the subtree), ``centers`` (an array column overlaps the
+    subtree), ``scope_or_all`` (``column`` is 'all' or a center of the subtree), ``shared``
+    (every row: site-level knowledge, no person) or ``admin`` (admins only)."""
+
+    kind: str
+    column: str | None = None
+
+
 @dataclass(frozen=True)
 class Table:
     layer: str
@@ -31,6 +45,7 @@ class Table:
     partition_by: tuple[str, ...] = ()
     keys: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+    access: RowScope | None = None
 
     def __post_init__(self) -> None:
         if self.layer not in LAYERS:
@@ -42,6 +57,16 @@ class Table:
         for col in (*self.partition_by, *self.keys):
             if col not in names:
                 raise ValueError(f"{self.full_name}: key/partition column {col!r} not declared")
+        scope = self.row_scope
+        if scope.kind not in SCOPE_KINDS or (scope.column is not None and scope.column not in names):
+            raise ValueError(f"{self.full_name}: bad row scope {scope}")
+
+    @property
+    def row_scope(self) -> RowScope:
+        """Declared, or by the center_id column when the table has one, else admins only."""
+        if self.access is not None:
+            return self.access
+        return RowScope("center", "center_id") if "center_id" in self.column_names else RowScope("admin")
 
     @property
     def full_name(self) -> str:

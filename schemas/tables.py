@@ -12,6 +12,7 @@ from schemas.contract import (
     LONG,
     STRING,
     TIMESTAMP,
+    RowScope,
     Table,
     bronze,
     col,
@@ -105,8 +106,10 @@ AUDIT_LOG = Table(
         col("action", STRING, True, "read | write | query | upload | ..."),
         col("target", STRING, True),
         col("details_json", STRING),
+        col("client", STRING, doc="where from: the HTTP peer address, or the host that ran the command"),
+        col("outcome", STRING, doc="ok | refused | failed"),
     ),
-    "Every access and change: who, when, what.",
+    "Every access and change: who, when, what, from where and the outcome. Append-only.",
     keys=("event_id",),
 )
 
@@ -193,6 +196,7 @@ VARIANTS = Table(
     "One row per normalised biallelic site.",
     partition_by=("contig",),
     keys=("variant_id",),
+    access=RowScope("shared"),
 )
 
 GENOTYPES = Table(
@@ -402,6 +406,7 @@ VARIANT_ANNOTATIONS = Table(
     "Partitioned by build and contig: a release of one build rewrites only that build's files.",
     partition_by=("build", "contig"),
     keys=("variant_id",),
+    access=RowScope("shared"),
 )
 
 VARIANT_STATS = Table(
@@ -432,6 +437,7 @@ VARIANT_STATS = Table(
     "Cohort allele counts per silver.variants site, over all centers and per province.",
     partition_by=("contig",),
     keys=("variant_id", "scope"),
+    access=RowScope("scope_or_all", "scope"),
 )
 
 # --- clinical ---------------------------------------------------------------------------------
@@ -721,6 +727,7 @@ PERSONS = Table(
     "One row per person of the master person index. A person keeps its id across runs; a merge "
     "keeps the surviving id and marks the other retired with merged_into.",
     keys=("person_id",),
+    access=RowScope("centers", "centers"),
 )
 
 PERSON_LINKS = Table(
@@ -884,6 +891,7 @@ COHORT_DEFINITIONS = Table(
     ),
     "What each published cohort means.",
     keys=("cohort_definition_id",),
+    access=RowScope("shared"),
 )
 
 COHORT = Table(

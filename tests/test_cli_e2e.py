@@ -62,12 +62,25 @@ def test_demo_twice_then_tables_and_sql(demo_home):
     skipped = cli(home, "sql", "--json",
                   "SELECT count(*) AS n FROM ops.ingest_runs WHERE job = 'ingest_vcf' AND status = 'skipped'")
     assert json.loads(skipped.stdout)["n"] == 4
+    county = cli(home, "sql", "--json", "--as", "CNT-S1A",
+                 "SELECT center_id, count(*) AS n FROM silver.samples GROUP BY center_id")
+    assert [json.loads(line) for line in county.stdout.splitlines()] == [{"center_id": "CNT-S1A", "n": 8}]
+    province = cli(home, "sql", "--json", "--as", "PRV-S",
+                   "SELECT DISTINCT center_id FROM silver.genotypes ORDER BY center_id")
+    assert [json.loads(x)["center_id"] for x in province.stdout.splitlines()] == ["CNT-S1A", "CTY-S1"]
+    refused = cli(home, "sql", "--as", "PRV-S", "SELECT * FROM bronze.vcf_headers", check=False)
+    assert refused.returncode == 2 and "admins only" in refused.stderr
+    events = cli(home, "audit", "--json", "--center", "PRV-S", "--action", "query").stdout.splitlines()
+    outcomes = [(e["principal"], e["outcome"], e["target"]) for e in map(json.loads, events)]
+    assert outcomes[:2] == [("PRV-S:analyst", "refused", "sql"), ("PRV-S:analyst", "ok", "silver.genotypes")]
     hist = cli(home, "history", "silver.variants", "--json").stdout.splitlines()
     assert json.loads(hist[-1])["operation"] == "CREATE TABLE"
 
 
 def test_errors_are_clear(home):
     bad = cli(home, "sql", "SELECT * FROM silver.nope", check=False)
+    assert bad.returncode == 2 and "error: unknown table silver.nope" in bad.stderr
+    bad = cli(home, "sql", "SELECT nope FROM silver.samples", check=False)
     assert bad.returncode == 2 and "error: query failed" in bad.stderr
     bad = cli(home, "history", "silver.nope", check=False)
     assert bad.returncode == 2 and "unknown table" in bad.stderr

@@ -54,14 +54,13 @@ def test_remote_profile_against_a_standalone_sail_server(tmp_path):
         env = {**os.environ, "OMICSLAKE_HOME": str(tmp_path), "OMICSLAKE_ENGINE": "remote",
                "SPARK_REMOTE": f"sc://127.0.0.1:{port}"}
         run = [sys.executable, "-m", "omicslake.cli"]
-        subprocess.run([*run, "sql", "INSERT INTO ops.centers VALUES "
-                        "('NAT', 'National', 'national', NULL, 'all')"],
+        subprocess.run([sys.executable, "-m", "jobs.register_centers"],
                        env=env, check=True, capture_output=True, timeout=120)
         out = subprocess.run([*run, "tables", "--json"], env=env, capture_output=True, text=True,
                              timeout=120)
         assert out.returncode == 0, out.stderr[-2000:]
         rows = {d["name"]: d["rows"] for d in map(json.loads, out.stdout.splitlines())}
-        assert rows["ops.centers"] == 1 and rows["silver.variants"] == 0
+        assert rows["ops.centers"] == 10 and rows["silver.variants"] == 0
         assert (tmp_path / "lake" / "ops" / "centers" / "_delta_log").is_dir()
     finally:
         server.terminate()
