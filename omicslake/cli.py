@@ -116,6 +116,61 @@ def centers(ctx, as_json: bool) -> None:
         click.echo(f"{'  ' * depth}{c.center_id:<{14 - 2 * depth}} {c.tier:<10} {c.name}{region}")
 
 
+@centers.group()
+def token() -> None:
+    """API tokens: a principal is a center and a role (uploader, analyst or admin).
+
+    \b
+    A token is shown once, when issued; the lake keeps only its argon2id hash
+    (ops.credentials). Tokens expire (--days) and can be revoked. Clients send it as
+    `Authorization: Bearer <token>` (OMICSLAKE_TOKEN for `omicslake upload`).
+    """
+
+
+@token.command("issue")
+@click.argument("center_id", callback=_known_center)
+@click.option("--role", type=click.Choice(["uploader", "analyst", "admin"]), required=True)
+@click.option("--days", default=90, show_default=True, help="Days until it expires.")
+def token_issue(center_id: str, role: str, days: int) -> None:
+    """Issue a token for CENTER_ID; it is printed once, on stdout."""
+    from omicslake.credentials import issue
+
+    settings = load_settings()
+    issued = issue(_spark(settings), settings, center_id, role, days)
+    click.echo(f"token {issued.token_id} for {center_id}:{role}, expires "
+               f"{issued.expires_at:%Y-%m-%d %H:%M} UTC (shown once: store it now)", err=True)
+    click.echo(issued.token)
+
+
+@token.command("revoke")
+@click.argument("token_id")
+def token_revoke(token_id: str) -> None:
+    """Revoke the token with this id (the part after olk_, as `token list` shows it)."""
+    from omicslake.credentials import revoke
+
+    settings = load_settings()
+    if not revoke(_spark(settings), settings, token_id):
+        raise OmicslakeError(f"no live token {token_id!r}: `omicslake centers token list` shows them")
+    click.echo(f"revoked {token_id}")
+
+
+@token.command("list")
+@click.argument("center_id", required=False)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per token.")
+def token_list(center_id: str | None, as_json: bool) -> None:
+    """List tokens (all, or CENTER_ID's): id, principal, issued, expires, revoked. Never secrets."""
+    from omicslake.credentials import tokens
+
+    settings = load_settings()
+    for t in tokens(_spark(settings), settings, center_id):
+        if as_json:
+            click.echo(json.dumps(t, default=str))
+        else:
+            state = "revoked" if t["revoked_at"] else "live"
+            click.echo(f"{t['token_id']}  {t['center_id']}:{t['role']:<8} issued {t['issued_at']:%Y-%m-%d} "
+                       f"expires {t['expires_at']:%Y-%m-%d}  {state}")
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per table.")
 def tables(as_json: bool) -> None:
@@ -240,7 +295,7 @@ def history(table: str, limit: int | None, as_json: bool) -> None:
 @main.command("audit")
 @click.option("--since", help="Only events at or after this time (ISO 8601, UTC), e.g. 2026-11-01.")
 @click.option("--center", "center_id", help="Only events of this center.")
-@click.option("--action", help="Only this action (query, job_run, token_issue, person_xref, ...).")
+@click.option("--action", help="Only this action (query, job, token_issue, token_revoke).")
 @click.option("--limit", default=200, show_default=True, help="Most events to print, newest first.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
 def audit_cmd(since: str | None, center_id: str | None, action: str | None, limit: int,

@@ -76,6 +76,25 @@ INGEST_RUNS = Table(
     keys=("run_id",),
 )
 
+CREDENTIALS = Table(
+    "ops",
+    "credentials",
+    (
+        col("token_id", STRING, True, "the public part of a token (olk_<token_id>_<secret>)"),
+        col("center_id", STRING, True),
+        col("role", STRING, True, "uploader | analyst | admin"),
+        col("token_hash", STRING, True, "argon2id hash of the whole token; the token itself is never stored"),
+        col("issued_at", TIMESTAMP, True),
+        col("expires_at", TIMESTAMP, True),
+        col("revoked_at", TIMESTAMP),
+        col("issued_by", STRING),
+    ),
+    "API tokens: a principal is a center and a role. Shown once when issued; kept only as a salted "
+    "slow hash; they expire and can be revoked.",
+    keys=("token_id",),
+    access=RowScope("admin"),
+)
+
 QUALITY_RESULTS = Table(
     "ops",
     "quality_results",
@@ -923,6 +942,7 @@ ALL_TABLES: tuple[Table, ...] = (
     INGEST_RUNS,
     QUALITY_RESULTS,
     AUDIT_LOG,
+    CREDENTIALS,
     VCF_HEADERS,
     VCF_VARIANTS,
     SAMPLES,
