@@ -331,6 +331,32 @@ def audit_cmd(since: str | None, center_id: str | None, action: str | None, limi
 
 
 @main.command()
+@click.option("--port", default=8750, show_default=True, help="TCP port.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 for all).")
+def api(port: int, host: str) -> None:
+    """Serve the center API over HTTP: tus uploads, receipts and scoped SQL (OpenAPI at /docs).
+
+    \b
+    Routes (each needs Authorization: Bearer <token> from `omicslake centers token issue`):
+      OPTIONS/POST /uploads, HEAD/PATCH/DELETE /uploads/{id}   tus 1.0 resumable uploads
+      GET  /receipts/{id}   received, ingesting, landed, quarantined or failed, with counts
+      POST /sql             {"query": ..., "format": "json"|"arrow"}, cut to your subtree
+    Completed uploads land in STATE/landing/<feed>/<center>/<date>/, where the DAGs read.
+    OMICSLAKE_UPLOAD_MAX_BYTES caps one upload (default 64 GiB). Put TLS in front (a reverse
+    proxy) anywhere but loopback: tokens travel in a header.
+    """
+    import uvicorn
+
+    from connectors.upload_api import create_app
+
+    settings = load_settings()
+    app = create_app(_spark(settings), settings)
+    click.echo(f"omicslake API on http://{host}:{port} (OpenAPI at /docs); landing in {settings.landing_dir}")
+    sys.stdout.flush()
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+@main.command()
 @click.option("--port", default=50051, show_default=True, help="TCP port (0 = any free port).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 def serve(port: int, host: str) -> None:
