@@ -27,6 +27,7 @@ from connectors.uploads import Receipt, UploadError, UploadStore
 from omicslake.audit import AuditQueue
 from omicslake.catalog import read_table
 from omicslake.credentials import AuthError, authenticate
+from omicslake.persons import xref
 from omicslake.settings import Settings
 from omicslake.sql_gateway import Principal, QueryRefused, scope_query
 from omicslake.tiers import registry
@@ -222,6 +223,22 @@ def create_app(spark: SparkSession, settings: Settings, max_bytes: int | None = 
             raise refuse(request, who, 403, f"{who} cannot see receipts of {receipt.center_id}", "receipt",
                          receipt_id, receipt.center_id)
         return engine.call(receipt_status, receipt)
+
+    # --- identity cross-reference (IHE PIX-like) ----------------------------------------
+
+    @app.get("/persons/xref", summary="the person an identifier belongs to, within your subtree")
+    def get_xref(authority: str, id: str, request: Request, who: Who, type: str | None = None) -> dict:
+        if who.role == "uploader":
+            raise refuse(request, who, 403, f"{who}: uploaders cannot query", "query", "person xref")
+        found = engine.call(xref, authority, id, type)
+        visible = registry(settings).visible_centers(who.center_id)
+        identities = [i for i in (found or {}).get("identities", []) if i.get("center_id") in visible]
+        engine.audit.add("query", "person xref", {"authority": authority, "type": type,
+                                                  "found": bool(identities)},
+                         center_id=who.center_id, principal=str(who), client=_client(request))
+        if not identities:  # whether another subtree knows the identifier is not told
+            raise HTTPException(404, "no person with this identifier in your centers")
+        return {"person_id": found["person_id"], "identities": identities}
 
     # --- SQL ---------------------------------------------------------------------------
 

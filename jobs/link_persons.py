@@ -269,7 +269,8 @@ def review_rows(result: linkage.Linkage, assignment: linkage.Assignment, pairs: 
 def replace_table(spark: SparkSession, settings: Settings, table: str, rows: list[dict]) -> None:
     """Write the table's new state in one commit (the index is recomputed whole each run)."""
     contract = get_table(table)
-    df = spark.createDataFrame(pa.Table.from_pylist(rows, schema=contract.arrow_schema()))
+    df = (spark.createDataFrame(pa.Table.from_pylist(rows, schema=contract.arrow_schema())) if rows
+          else spark.createDataFrame([], contract.spark_schema()))  # Connect refuses an empty Arrow table
     contract.conform(df).write.format("delta").mode("overwrite").save(table_uri(settings, table))
 
 

@@ -28,7 +28,7 @@ def api(fresh_lake, tmp_path):
     spark, settings = fresh_lake
     tokens = {name: issue(spark, settings, center, role) for name, (center, role) in {
         "county": ("CNT-S1A", "uploader"), "other": ("CNT-S2A", "uploader"),
-        "province": ("PRV-S", "analyst"), "revoked": ("CNT-S1A", "uploader"),
+        "province": ("PRV-S", "analyst"), "north": ("PRV-N", "analyst"), "revoked": ("CNT-S1A", "uploader"),
         "expired": ("CNT-S1A", "uploader")}.items()}
     revoke(spark, settings, tokens["revoked"].token_id)
     row = spark.read.format("delta").load(f"{settings.lake_root}/ops/credentials").where(
@@ -189,3 +189,24 @@ def test_sql_over_http_is_cut_to_the_subtree(api):
     assert client.post("/sql", json=q, headers=_auth(tokens["county"])).status_code == 403  # uploader
     assert client.post("/sql", json=q).status_code == 401
     assert json.loads(client.get("/openapi.json").text)["info"]["title"] == "omicslake center API"
+
+
+def test_identity_cross_reference_is_served_within_the_subtree(api):
+    from jobs import build_clinical, ingest_hl7, link_persons
+
+    client, tokens, spark, settings, log = api
+    batch = Path(settings.state_dir) / "pix.hl7"
+    batch.write_bytes(hl7_message("PIX0001"))
+    landed = ingest_hl7.run(spark, settings, [str(batch)], "CNT-S1A")
+    build_clinical.run(spark, settings, [landed.run_id])
+    link_persons.run(spark, settings)
+    ask = {"authority": "PRV-N", "id": "MRN0001"}
+    found = client.get("/persons/xref", params=ask, headers=_auth(tokens["province"]))
+    assert found.status_code == 200, found.text
+    body = found.json()
+    assert body["person_id"] and {i["center_id"] for i in body["identities"]} == {"CNT-S1A"}
+    assert "MRN0001" not in found.text and "ZHANG" not in found.text  # values stay keyed
+    assert client.get("/persons/xref", params=ask, headers=_auth(tokens["north"])).status_code == 404
+    assert client.get("/persons/xref", params={**ask, "id": "MRN9999"},
+                      headers=_auth(tokens["province"])).status_code == 404
+    assert client.get("/persons/xref", params=ask, headers=_auth(tokens["county"])).status_code == 403
