@@ -1,6 +1,8 @@
-"""The center API (FastAPI, served by uvicorn): tus 1.0 uploads, receipts and scoped SQL.
+"""The center API (FastAPI, served by uvicorn): tus 1.0 uploads, receipts, htsget, the
+identity cross-reference and scoped SQL.
 
-Every route but ``/health`` and the OpenAPI pages takes ``Authorization: Bearer <token>``
+Every route but ``/health``, the OpenAPI pages and htsget's service-info takes
+``Authorization: Bearer <token>``
 (``omicslake centers token issue``). A principal uploads for its own center only, and queries
 only its subtree's rows. Every request that acts, and every refusal, goes to ``ops.audit_log``.
 """
@@ -23,6 +25,7 @@ from pydantic import BaseModel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from connectors.htsget import htsget_router
 from connectors.uploads import Receipt, UploadError, UploadStore
 from omicslake.audit import AuditQueue
 from omicslake.catalog import read_table
@@ -85,6 +88,7 @@ def create_app(spark: SparkSession, settings: Settings, max_bytes: int | None = 
                   description="Resumable uploads (tus 1.0), receipts and scoped SQL for the centers "
                               "of the network. Authenticate with `Authorization: Bearer <token>`.")
     app.state.engine, app.state.store = engine, store
+    app.include_router(htsget_router(engine, settings))
 
     @app.on_event("shutdown")
     def _close_audit() -> None:
