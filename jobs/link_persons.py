@@ -5,9 +5,11 @@ DICOM identities (from the identified headers in ``bronze.dicom_instances``, for
 linked yet) and the sample-manifest identities (``silver.samples``), then
 1. links deterministically: declared merges (HL7 ADT A40, FHIR Patient.link), the same
    identifier in the same system, the same valid resident ID;
-2. links probabilistically with a Splink model on the keyed features only. It runs on the
-   driver with DuckDB: its input is one row per source identity (collected from
-   patient_identities), which is small next to the genomics tables;
+2. links probabilistically with a Splink model on the keyed features only: one row per source
+   identity (collected from patient_identities), small next to the genomics tables. It runs on
+   the driver with DuckDB (``backend="duckdb"``, the default) or on the session's Spark engine
+   (``backend="spark"``: Splink's Spark backend, Spark Connect safe, its intermediate tables
+   in ``lake/_staging/link_persons/<run>/splink``, removed after the run);
 3. clusters without ever joining two different valid resident IDs on a probability;
 4. keeps person ids stable (``silver.persons``), writes ``silver.person_links`` and the pairs
    left to a human (``silver.person_link_review``);
@@ -164,20 +166,24 @@ def _iso(values: pd.Series) -> pd.Series:
 
 
 def link(identities: pd.DataFrame, prior: linkage.Prior, match_threshold: float, review_threshold: float,
-         seed: int) -> tuple[linkage.Linkage, linkage.Assignment, pd.DataFrame, dict]:
-    """Deterministic edges, the Splink model's pairs, clusters and stable ids."""
+         seed: int, backend: linkage.Backend = linkage.DUCKDB,
+         ) -> tuple[linkage.Linkage, linkage.Assignment, pd.DataFrame, dict]:
+    """Deterministic edges, the Splink model's pairs (on ``backend``), clusters and stable ids."""
     nodes = linkage.build_nodes(identities)
     edges = linkage.deterministic_edges(identities)
-    info: dict = {"source_persons": len(nodes)}
+    info: dict = {"source_persons": len(nodes), "linkage_backend": backend.name}
     pairs = pd.DataFrame(columns=["node_id_l", "node_id_r", "match_weight", "match_probability"])
     if len(nodes) > 1:
         started = time.perf_counter()
-        model = linkage.train(nodes, seed=seed)
+        model = linkage.train(nodes, seed=seed, backend=backend)
         trained = time.perf_counter()
-        pairs = linkage.predict(model, review_threshold)
-        info.update(model=model.as_dict(), model_notes=model.notes, pairs_scored=model.pairs_scored,
-                    train_seconds=round(trained - started, 3),
-                    predict_seconds=round(time.perf_counter() - trained, 3))
+        try:
+            pairs = linkage.predict(model, review_threshold)
+            info.update(model=model.as_dict(), model_notes=model.notes, pairs_scored=model.pairs_scored,
+                        train_seconds=round(trained - started, 3),
+                        predict_seconds=round(time.perf_counter() - trained, 3))
+        finally:
+            model.close()
     national = identities.dropna(subset=["national_id_key"]).groupby("person_id")["national_id_key"].agg(set)
     result = linkage.cluster(list(nodes["node_id"]), edges, pairs, national.to_dict(), match_threshold)
     first_seen = dict(zip(nodes["node_id"], _iso(nodes["first_seen"]), strict=True))
@@ -331,14 +337,14 @@ def run(spark: SparkSession, settings: Settings, match_threshold: float = linkag
         backend: str = "duckdb") -> JobResult:
     """Link all source identities into silver.persons / person_links / person_link_review and
     move every silver table's person_id to the master person. ``full`` re-reads every DICOM
-    header (not only instances linked for the first time)."""
-    if backend != "duckdb":
-        raise InputError(f"backend {backend!r}: only the DuckDB backend is implemented (see the README, "
-                         "'Person linkage', for the Spark backend's constraints under Spark Connect)")
+    header (not only instances linked for the first time). ``backend``: where the Splink model
+    runs, ``duckdb`` (on the driver) or ``spark`` (on this session's engine)."""
+    if backend not in linkage.BACKENDS:
+        raise InputError(f"backend {backend!r}: one of {', '.join(linkage.BACKENDS)}")
     if not 0 < review_threshold <= match_threshold <= 1:
         raise InputError("thresholds must satisfy 0 < review_threshold <= match_threshold <= 1")
     params = {"match_threshold": match_threshold, "review_threshold": review_threshold, "seed": seed,
-              "full": full}
+              "full": full, "backend": backend}
     with track_run(spark, settings, JOB, params) as result:
         key = load_key(settings)
         try:
@@ -348,7 +354,13 @@ def run(spark: SparkSession, settings: Settings, match_threshold: float = linkag
         manifests = manifest_identities(spark, settings, result.run_id)
         identities = read_identities(spark, settings)
         prior, prior_persons, prior_links = read_prior(spark, settings)
-        linked, assignment, pairs, info = link(identities, prior, match_threshold, review_threshold, seed)
+        engine = (linkage.Backend("spark", spark, staging_root(settings), f"{result.run_id}/splink")
+                  if backend == "spark" else linkage.DUCKDB)
+        try:
+            linked, assignment, pairs, info = link(identities, prior, match_threshold, review_threshold, seed,
+                                                   engine)
+        finally:
+            staging.clear(staging_root(settings), result.run_id)
         now = datetime.now(UTC)
         links = link_rows(identities, linked, assignment, prior_links, result.run_id, now)
         persons = person_rows(links, assignment, prior_persons, prior_links, result.run_id, now)
@@ -393,6 +405,9 @@ def _args(p) -> None:
                    help="match probability from which a pair goes to silver.person_link_review")
     p.add_argument("--seed", type=int, default=42, help="seed of the u-probability sampling")
     p.add_argument("--full", action="store_true", help="re-read every DICOM header")
+    p.add_argument("--backend", choices=linkage.BACKENDS, default="duckdb",
+                   help="where the Splink model runs: duckdb on the driver, or spark on the session's "
+                        "engine (a cluster's, for populations too large for the driver)")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
 """The master person index's model: deterministic keys, a Splink model, constrained clustering
-and stable person ids. Pure Python/pandas on the keyed features (no Spark, no clear values).
+and stable person ids. Python/pandas on the keyed features (no clear values); only the Splink
+model may run on Spark (``Backend("spark", ...)``).
 
 A *node* is one source pseudonym (the ``person_id`` a feed gave its records); a node holds one or
 more source identities (``silver.patient_identities`` rows). Nodes are linked by
 - merges the sources declared (HL7 ADT A40, FHIR Patient.link replaced-by/replaces),
 - the same identifier in the same system (``link_key``) or the same valid resident ID, and
-- a Fellegi-Sunter model (Splink, DuckDB backend): u probabilities from random pairs, m by EM,
-  the prior from deterministic rules; pairs at or above the match threshold link, pairs between
-  the review and match thresholds go to review.
+- a Fellegi-Sunter model (Splink): u probabilities from random pairs, m by EM, the prior from
+  deterministic rules; pairs at or above the match threshold link, pairs between the review and
+  match thresholds go to review. One model definition runs on two Splink database APIs: DuckDB in
+  this process, or Spark (``omicslake.linkage_spark``, Spark Connect safe); only the CLK Dice SQL
+  differs between their dialects.
 Probabilistic links never join two groups holding different valid resident IDs, nor a pair whose
 names agree on no more than the family name (twins, siblings, parent and child share address,
 phone and family name, which the model counts as independent evidence); such pairs go to review.
@@ -15,13 +18,17 @@ phone and family name, which the model counts as independent evidence); such pai
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+
+from connectors.person_features import CLK_BITS
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +40,8 @@ STRING_FEATURES = ("family_name_key", "given_name_key", "family_pinyin_key", "gi
                    "national_id_key", "address_key", "postal_prefix")
 CLK_FEATURES = ("family_clk", "given_clk", "name_clk", "name_char_clk", "address_clk")
 LIST_FEATURES = ("phone_keys",)
+BACKENDS = ("duckdb", "spark")
+CLK_WORDS = CLK_BITS // 64  # a CLK on Spark: array<bigint> of 64-bit words
 
 
 @dataclass(frozen=True)
@@ -86,11 +95,30 @@ def merges(edges: list[Edge]) -> list[tuple[str, str]]:
 # --- the Splink model ------------------------------------------------------------------------
 
 
-def _dice(column: str, at: float) -> str:
-    """Dice coefficient of two CLKs (DuckDB BIT strings) at least ``at``."""
+def _popcount(column: str, dialect: str) -> str:
+    """Set bits of a CLK: a DuckDB BIT string, or a Spark array of 64-bit words."""
+    if dialect == "duckdb":
+        return f"bit_count({column})"
+    return f"aggregate({column}, 0, (n, w) -> n + bit_count(w))"
+
+
+def _common_bits(left: str, right: str, dialect: str) -> str:
+    """Bits set in both CLKs. On Spark, word by word through ``arrays_zip`` (whose struct fields
+    take the column names): Sail has no ``zip_with``, its lambdas cannot read outer columns, and
+    the same sum written out word by word (no lambda) makes training 5x slower on Sail."""
+    if dialect == "duckdb":
+        return f"bit_count({left} & {right})"
+    return f"aggregate(arrays_zip({left}, {right}), 0, (n, z) -> n + bit_count(z.{left} & z.{right}))"
+
+
+def _dice(column: str, at: float, dialect: str) -> str:
+    """Dice coefficient of two CLKs at least ``at``, in ``dialect`` (``duckdb`` or ``spark``)."""
+    if dialect not in BACKENDS:
+        raise ValueError(f"unknown SQL dialect {dialect!r}")
     left, right = f"{column}_l", f"{column}_r"
     return (f"({left} IS NOT NULL AND {right} IS NOT NULL AND "
-            f"2.0 * bit_count({left} & {right}) / (bit_count({left}) + bit_count({right})) >= {at})")
+            f"2.0 * {_common_bits(left, right, dialect)} / "
+            f"({_popcount(left, dialect)} + {_popcount(right, dialect)}) >= {at})")
 
 
 def _level(sql: str, label: str, null: bool = False):
@@ -102,22 +130,29 @@ def _level(sql: str, label: str, null: bool = False):
 
 FAM, GIV = "family_pinyin_key", "given_pinyin_key"
 Y, M, D = "birth_year_key", "birth_month_key", "birth_day_key"
-# (label, SQL) from the most to the least specific; anything else is the last level.
-NAME_LEVELS = (
-    ("same characters", "name_char_clk_l IS NOT NULL AND name_char_clk_r IS NOT NULL AND "
-                        "family_name_key_l = family_name_key_r AND given_name_key_l = given_name_key_r"),
-    ("same pinyin", f"{FAM}_l = {FAM}_r AND {GIV}_l = {GIV}_r"),
-    ("given and family swapped", f"{FAM}_l = {GIV}_r AND {GIV}_l = {FAM}_r"),
-    ("one part same, other close", f"({FAM}_l = {FAM}_r AND {_dice('given_clk', 0.7)}) OR "
-                                   f"({GIV}_l = {GIV}_r AND {_dice('family_clk', 0.7)})"),
-    ("nickname (same last syllable)", f"{FAM}_l = {FAM}_r AND given_root_key_l = given_root_key_r"),
-    ("close (CLK Dice >= 0.85)", _dice("name_clk", 0.85)),
-    ("one part same, other similar, one side in pinyin only",
-     "(name_char_clk_l IS NULL OR name_char_clk_r IS NULL) AND "
-     f"(({FAM}_l = {FAM}_r AND {_dice('given_clk', 0.5)}) OR "
-     f"({GIV}_l = {GIV}_r AND {_dice('family_clk', 0.5)}))"),
-    ("same family name only", f"{FAM}_l = {FAM}_r"),
-)
+
+
+def name_levels(dialect: str = "duckdb") -> tuple:
+    """(label, SQL) from the most to the least specific; anything else is the last level. The
+    labels (and so the gamma values) are the same in every dialect."""
+    return (
+        ("same characters", "name_char_clk_l IS NOT NULL AND name_char_clk_r IS NOT NULL AND "
+                            "family_name_key_l = family_name_key_r AND given_name_key_l = given_name_key_r"),
+        ("same pinyin", f"{FAM}_l = {FAM}_r AND {GIV}_l = {GIV}_r"),
+        ("given and family swapped", f"{FAM}_l = {GIV}_r AND {GIV}_l = {FAM}_r"),
+        ("one part same, other close", f"({FAM}_l = {FAM}_r AND {_dice('given_clk', 0.7, dialect)}) OR "
+                                       f"({GIV}_l = {GIV}_r AND {_dice('family_clk', 0.7, dialect)})"),
+        ("nickname (same last syllable)", f"{FAM}_l = {FAM}_r AND given_root_key_l = given_root_key_r"),
+        ("close (CLK Dice >= 0.85)", _dice("name_clk", 0.85, dialect)),
+        ("one part same, other similar, one side in pinyin only",
+         "(name_char_clk_l IS NULL OR name_char_clk_r IS NULL) AND "
+         f"(({FAM}_l = {FAM}_r AND {_dice('given_clk', 0.5, dialect)}) OR "
+         f"({GIV}_l = {GIV}_r AND {_dice('family_clk', 0.5, dialect)}))"),
+        ("same family name only", f"{FAM}_l = {FAM}_r"),
+    )
+
+
+NAME_LEVELS = name_levels()
 BIRTH_LEVELS = (
     ("same date", f"{Y}_l = {Y}_r AND {M}_l = {M}_r AND {D}_l = {D}_r"),
     ("one field differs", f"({Y}_l = {Y}_r AND {M}_l = {M}_r) OR ({Y}_l = {Y}_r AND {D}_l = {D}_r) OR "
@@ -140,9 +175,9 @@ def _comparison(name: str, null_sql: str, levels: tuple):
         _level(null_sql, "null", True), *(_level(sql, label) for label, sql in levels), cll.ElseLevel()])
 
 
-def _name_comparison():
+def _name_comparison(dialect: str):
     null = f"({FAM}_l IS NULL AND {GIV}_l IS NULL) OR ({FAM}_r IS NULL AND {GIV}_r IS NULL)"
-    return _comparison("name", null, NAME_LEVELS)
+    return _comparison("name", null, name_levels(dialect))
 
 
 def _birth_comparison():
@@ -162,7 +197,7 @@ def multiple_birth(pairs: pd.DataFrame) -> pd.Series:
     return names_differ(pairs) & (pairs["gamma_birth_date"] == gamma(BIRTH_LEVELS, "same date"))
 
 
-def _other_comparisons() -> list:
+def _other_comparisons(dialect: str) -> list:
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
 
@@ -176,19 +211,19 @@ def _other_comparisons() -> list:
         _level("(address_key_l IS NULL OR address_key_r IS NULL) AND "
                "(postal_prefix_l IS NULL OR postal_prefix_r IS NULL)", "null", True),
         _level("address_key_l = address_key_r", "same"),
-        _level(_dice("address_clk", 0.8), "close (CLK Dice >= 0.8)"),
+        _level(_dice("address_clk", 0.8, dialect), "close (CLK Dice >= 0.8)"),
         _level("postal_prefix_l = postal_prefix_r", "same postal area"), cll.ElseLevel()])
     return [sex, national, cl.ArrayIntersectAtSizes("phone_keys", [1]), address]
 
 
-def settings():
+def settings(dialect: str = "duckdb"):
     """The model: comparisons and the blocking rules that generate candidate pairs."""
     from splink import SettingsCreator, block_on
 
     return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name="node_id",
-        comparisons=[_name_comparison(), _birth_comparison(), *_other_comparisons()],
+        comparisons=[_name_comparison(dialect), _birth_comparison(), *_other_comparisons(dialect)],
         blocking_rules_to_generate_predictions=[
             block_on("birth_year_key", "birth_month_key", "birth_day_key"),
             block_on("family_pinyin_key", "given_pinyin_key"),
@@ -204,19 +239,60 @@ def settings():
     )
 
 
-def splink_table(nodes: pd.DataFrame) -> pa.Table:
-    """The model's input with explicit types (an all-null column still has its type)."""
+def clk_words(encoded: str | None) -> list[int] | None:
+    """A base64 CLK as its 64-bit words (little-endian), the form Spark SQL can Dice."""
+    if not isinstance(encoded, str) or not encoded:
+        return None
+    raw = base64.b64decode(encoded)
+    if len(raw) != CLK_BITS // 8:
+        raise ValueError(f"a CLK has {CLK_BITS // 8} bytes, not {len(raw)}")
+    return np.frombuffer(raw, "<i8").tolist()
+
+
+def splink_table(nodes: pd.DataFrame, dialect: str = "duckdb") -> pa.Table:
+    """The model's input with explicit types (an all-null column still has its type). CLKs stay
+    base64 text for DuckDB (cast to BIT there) and become arrays of 64-bit words for Spark."""
     columns = {"node_id": pa.array(nodes["node_id"], pa.string())}
-    for c in (*STRING_FEATURES, *CLK_FEATURES):
+    for c in STRING_FEATURES:
         columns[c] = pa.array(nodes[c].where(nodes[c].notna(), None), pa.string())
+    for c in CLK_FEATURES:
+        columns[c] = (pa.array([clk_words(v) for v in nodes[c]], pa.list_(pa.int64())) if dialect == "spark"
+                      else pa.array(nodes[c].where(nodes[c].notna(), None), pa.string()))
     for c in LIST_FEATURES:
         columns[c] = pa.array([list(v) if v is not None and len(v) else None for v in nodes[c]],
                               pa.list_(pa.string()))
     return pa.table(columns)
 
 
-def register(nodes: pd.DataFrame):
-    """A DuckDB database holding the nodes, CLKs as BIT strings (a Dice is two popcounts)."""
+@dataclass(frozen=True)
+class Backend:
+    """Where the Splink model runs: ``duckdb`` in this process, or ``spark`` on ``spark`` (a Spark
+    Connect or classic session) through ``linkage_spark.ConnectSparkAPI``, which breaks lineage
+    to Parquet under ``staging.folder(staging_root, staging_key)`` and removes it on close."""
+
+    name: str = "duckdb"
+    spark: object | None = None
+    staging_root: str | None = None
+    staging_key: str | None = None
+
+    def __post_init__(self):
+        if self.name not in BACKENDS:
+            raise ValueError(f"unknown linkage backend {self.name!r} (one of {', '.join(BACKENDS)})")
+        if self.name == "spark" and (self.spark is None or not self.staging_root or not self.staging_key):
+            raise ValueError("the Spark backend needs a session and a staging folder")
+
+
+DUCKDB = Backend()
+
+
+def register(nodes: pd.DataFrame, backend: Backend = DUCKDB):
+    """The nodes as a Splink input table of the backend's database. DuckDB: CLKs as BIT strings
+    (a Dice is two popcounts). Spark: the Arrow table becomes a DataFrame of the session."""
+    if backend.name == "spark":
+        from omicslake.linkage_spark import ConnectSparkAPI
+
+        db = ConnectSparkAPI(backend.spark, backend.staging_root, backend.staging_key)
+        return db.register(splink_table(nodes, "spark"))
     import duckdb
     from splink import DuckDBAPI
 
@@ -234,20 +310,44 @@ class Model:
     """A trained linker and what training reported (for the run's details)."""
 
     linker: object
+    db: object = None  # the Splink database API it runs on
     notes: list[str] = field(default_factory=list)
     pairs_scored: int = 0
 
     def as_dict(self) -> dict:
         return self.linker.misc.save_model_to_json()
 
+    def query(self, sql: str) -> pd.DataFrame:
+        """A query on the backend's database, its result on the driver."""
+        return self.linker.misc.query_sql(sql, output_type="pandas")
 
-def train(nodes: pd.DataFrame, seed: int = 42, max_u_pairs: float = 2e6) -> Model:
-    """u by random sampling, the prior from deterministic rules, m by EM on two blockings."""
-    from splink import Linker, block_on
+    def close(self) -> None:
+        """Release what the backend holds (the Spark backend's views and Parquet staging)."""
+        close = getattr(self.db, "close", None)
+        if close:
+            close()
 
-    linker = Linker(register(nodes), settings(), log_level=logging.WARNING)
-    model = Model(linker)
-    n = len(nodes)
+
+def train(nodes: pd.DataFrame, seed: int = 42, max_u_pairs: float = 2e6, backend: Backend = DUCKDB) -> Model:
+    """u by random sampling, the prior from deterministic rules, m by EM on two blockings. The
+    same model on either backend; close the model when done with it."""
+    from splink import Linker
+
+    table = register(nodes, backend)
+    model = Model(None, table.db_api)
+    try:
+        model.linker = Linker(table, settings(backend.name), log_level=logging.WARNING)
+        _train(model, len(nodes), seed, max_u_pairs, backend.name)
+    except BaseException:
+        model.close()
+        raise
+    return model
+
+
+def _train(model: Model, n: int, seed: int, max_u_pairs: float, dialect: str) -> None:
+    from splink import block_on
+
+    linker = model.linker
     try:
         linker.training.estimate_probability_two_random_records_match(
             [block_on("national_id_key"),
@@ -262,19 +362,19 @@ def train(nodes: pd.DataFrame, seed: int = 42, max_u_pairs: float = 2e6) -> Mode
         try:
             linker.training.estimate_parameters_using_expectation_maximisation(rule)
         except Exception as exc:  # no pairs under this blocking: the other session trains m
-            model.notes.append(f"EM on {rule.get_blocking_rule('duckdb').blocking_rule_sql}: {exc}")
-    return model
+            model.notes.append(f"EM on {rule.get_blocking_rule(dialect).blocking_rule_sql}: {exc}")
 
 
 def predict(model: Model, review_threshold: float) -> pd.DataFrame:
-    """Scored candidate pairs at or above the review threshold, with their comparison levels."""
+    """Scored candidate pairs at or above the review threshold, with their comparison levels.
+    Only those columns reach the driver (the pairs above the review threshold are few)."""
     blocked = model.linker.inference.compute_blocked_pairs_for_predict()  # predict reuses it
-    model.pairs_scored = int(blocked.as_duckdbpyrelation().aggregate("count(*)").fetchall()[0][0])
+    model.pairs_scored = int(model.query(f"SELECT count(*) AS n FROM {blocked.physical_name}")["n"].iloc[0])
     scored = model.linker.inference.predict(threshold_match_probability=review_threshold,
-                                            warning_mode="never").as_duckdbpyrelation()
-    gammas = [c for c in scored.columns if c.startswith("gamma_")]
-    out = scored.project(", ".join(["node_id_l", "node_id_r", "match_weight", "match_probability", *gammas]))
-    out = out.df()
+                                            warning_mode="never")
+    gammas = [n for c in scored.columns if (n := c.unquote().name).startswith("gamma_")]
+    columns = ", ".join(["node_id_l", "node_id_r", "match_weight", "match_probability", *gammas])
+    out = model.query(f"SELECT {columns} FROM {scored.physical_name}")
     return out.sort_values(["match_probability", "node_id_l", "node_id_r"],
                            ascending=[False, True, True], ignore_index=True)
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from collections import defaultdict
 from datetime import date
 
+import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
@@ -67,6 +69,59 @@ def test_names_compare_in_pinyin_and_characters():
     assert name_features(KEY, "单", "田")["family_pinyin_key"] == name_features(KEY, "Shan", "Tian")[
         "family_pinyin_key"]  # 单 read as a surname
     assert clk(b"another-key-" + b"1" * 32, ["zhang"]) != clk(KEY, ["zhang"])  # keyed
+
+
+@pytest.mark.engine_matrix
+def test_clk_dice_is_the_same_in_python_duckdb_and_spark_sql(spark):
+    """The model's Dice rule in both SQL dialects: DuckDB on BIT strings, Spark on 64-bit words
+    (arrays_zip + aggregate: Sail has no zip_with), against connectors.person_features.dice."""
+    import duckdb
+    import pyarrow as pa
+
+    names = [["zhang", "weiming"], ["zhang", "weimng"], ["weiming", "zhang"], ["li", "na"],
+             ["ouyang", "nana"], ["wen san lu 100 hao"], None]
+    clks = [clk(KEY, n) if n else None for n in names]
+    pairs = list(itertools.product(range(len(clks)), repeat=2))
+    ats = (0.3, 0.5, 0.7, 0.8, 0.85, 1.0)
+    expected = [[(d := dice(clks[i], clks[j])) is not None and d >= at for at in ats] for i, j in pairs]
+    assert {tuple(e) for e in expected} > {(False,) * len(ats), (True,) * len(ats)}  # rules that bite
+
+    def dices(dialect: str) -> list[str]:
+        return [f"{linkage._dice('c', at, dialect)} AS d{k}" for k, at in enumerate(ats)]
+
+    words = pa.table({"k": list(range(len(pairs))),
+                      "c_l": pa.array([linkage.clk_words(clks[i]) for i, _ in pairs], pa.list_(pa.int64())),
+                      "c_r": pa.array([linkage.clk_words(clks[j]) for _, j in pairs], pa.list_(pa.int64()))})
+    got = spark.createDataFrame(words).selectExpr("k", *dices("spark")).orderBy("k").collect()
+    assert [[r[f"d{k}"] for k in range(len(ats))] for r in got] == expected
+    con = duckdb.connect()
+    con.register("text", pa.table({"k": list(range(len(pairs))), "c_l": [clks[i] for i, _ in pairs],
+                                   "c_r": [clks[j] for _, j in pairs]}))
+    con.execute("CREATE TABLE bits AS SELECT k, CAST(from_base64(c_l) AS BIT) AS c_l, "
+                "CAST(from_base64(c_r) AS BIT) AS c_r FROM text")
+    got = con.execute(f"SELECT {', '.join(dices('duckdb'))} FROM bits ORDER BY k").fetchall()
+    assert [list(r) for r in got] == expected
+
+
+@pytest.mark.engine_matrix
+def test_spark_api_breaks_lineage_in_lake_staging_and_cleans_up(spark, tmp_path):
+    """Splink's SparkAPI as the linkage runs it: lineage broken by Parquet in a staging folder
+    (never through spark._jsc), an empty table keeping its schema (Sail writes no file for an
+    empty DataFrame), and close() removing the folder and Splink's views."""
+    from omicslake.linkage_spark import ConnectSparkAPI
+
+    folder = tmp_path / "staging" / "run-1" / "splink"
+    db = ConnectSparkAPI(spark, str(tmp_path / "staging"), "run-1/splink")
+    empty = spark.sql("SELECT 'a' AS node_id_l, 'b' AS node_id_r").where("node_id_l = 'z'")
+    out = db._cleanup_for_execute_sql(empty, "__splink__blocked_id_pairs", "__splink__blocked_id_pairs_t1")
+    assert out.columns and [c.unquote().name for c in out.columns] == ["node_id_l", "node_id_r"]
+    assert out.as_record_list() == []
+    out = db._cleanup_for_execute_sql(spark.sql("SELECT 'a' AS x"), "__splink__df_predict",
+                                      "__splink__df_predict_t2")
+    assert out.as_record_list() == [{"x": "a"}] and (folder / "__splink__df_predict_t2").is_dir()
+    db.close()
+    assert not folder.exists()
+    assert not [t.name for t in spark.catalog.listTables() if t.name.startswith("__splink__")]
 
 
 def test_birth_fields_and_phones():
@@ -217,11 +272,10 @@ def _pairs(groups) -> set[tuple[str, str]]:
     return {p for members in groups.values() for p in itertools.combinations(sorted(members), 2)}
 
 
-def test_precision_and_recall_on_pairs(mpi):
+def _assert_quality(mpi, linked: dict[str, str]) -> None:
     """Against the generated truth, over every source pseudonym of the first batch (the unnamed
     emergency registration is left out: only the A40 of the second batch can link it)."""
     truth = {mpi.node(a, i): p for (a, i), p in mpi.pop.truth().items()}
-    linked = mpi.snaps[0]["node_person"]
     assert set(linked) == set(truth)  # every record became a source identity, nothing else did
     unknown = mpi.node(mpi.pop.unknown.authority, mpi.pop.unknown.identifier)
     by_truth, by_person = defaultdict(set), defaultdict(set)
@@ -235,6 +289,10 @@ def test_precision_and_recall_on_pairs(mpi):
           f"recall {recall:.4f}")
     assert len(true) > 200
     assert precision >= 0.99 and recall >= 0.95
+
+
+def test_precision_and_recall_on_pairs(mpi):
+    _assert_quality(mpi, mpi.snaps[0]["node_person"])
 
 
 def test_twins_are_not_merged(mpi):
@@ -367,3 +425,85 @@ def test_no_clear_identifier_reaches_silver(mpi):
         text = "\n".join(r.t for r in df.select(F.concat_ws("\x1f", *texts).alias("t")).collect())
         found += [(table.full_name, v) for v in clear if v in text]
     assert not found, found[:5]
+
+
+# --- the same model on Splink's Spark backend -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def spark_linked(mpi, tmp_path_factory):
+    """The first batch of the same population in a lake of its own, linked with the Spark backend
+    on the embedded Sail engine (Spark Connect): the run, its snapshot, what it left in staging
+    and the Splink views left in its session."""
+    from pyarrow import fs as pafs
+    from pyspark.sql import SparkSession
+
+    from jobs import link_persons
+    from omicslake import staging
+    from omicslake.catalog import ensure_tables, read_table
+    from omicslake.session import start_local_server
+    from omicslake.settings import load_settings
+
+    home = tmp_path_factory.mktemp("mpi-spark")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMICSLAKE_HOME", str(home / "home"))
+        settings = load_settings()
+        _, (_, port) = start_local_server()
+        spark = SparkSession.builder.remote(f"sc://127.0.0.1:{port}").create()
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
+        ensure_tables(spark, settings)
+        _ingest(spark, settings, pp.write_feeds(mpi.pop.records, home / "batch0", "20260101090000"), "0" * 64)
+        result = link_persons.run(spark, settings, backend="spark")
+        snap = _snapshot(lambda t: read_table(spark, settings, t))
+        fs, root = staging.filesystem(link_persons.staging_root(settings))
+        left = [i.path for i in fs.get_file_info(pafs.FileSelector(root, recursive=True,
+                                                                   allow_not_found=True))]
+        views = [t.name for t in spark.catalog.listTables() if t.name.startswith("__splink__")]
+        yield result, snap, left, views
+        spark.stop()
+
+
+def _persons(snap) -> set[frozenset[str]]:
+    """The persons formed, as sets of source pseudonyms (the partition, whatever the ids)."""
+    members = defaultdict(set)
+    for node, person in snap["node_person"].items():
+        members[person].add(node)
+    return {frozenset(m) for m in members.values()}
+
+
+def test_spark_backend_links_as_duckdb_does(mpi, spark_linked):
+    """Splink's Spark backend under Spark Connect: the same quality and the same persons as
+    DuckDB, and nothing left behind (no staging folder, no temporary view).
+
+    u comes from random pairs counted in hash-bucketed chunks until each level has been seen
+    often enough, and DuckDB's hash is not Spark's, so the match weights differ a little (by at
+    most ``tolerance`` bits): the persons formed are the same, and so are the pairs left to
+    review, save pairs within that tolerance of a threshold."""
+    from jobs import link_persons
+    from omicslake.errors import InputError
+
+    tolerance = 0.5  # match weight, bits; 0.22 at most on this population
+    thresholds = [math.log2(p / (1 - p)) for p in (linkage.REVIEW_THRESHOLD, linkage.MATCH_THRESHOLD)]
+    result, snap, left, views = spark_linked
+    duck = mpi.snaps[0]
+    assert result.status == "succeeded" and result.details["linkage_backend"] == "spark"
+    assert result.details["pairs_scored"] == mpi.runs[0].details["pairs_scored"] > 0
+    _assert_quality(mpi, snap["node_person"])
+    assert _persons(snap) == _persons(duck)
+    both = snap["links"].merge(duck["links"], on="identity_id", suffixes=("_s", "_d"))
+    assert len(both) == len(duck["links"]) == len(snap["links"])
+    assert (both.link_rule_s == both.link_rule_d).all()
+    prob = both[(both.link_rule_s == "probabilistic") & (both.linked_to_s == both.linked_to_d)]
+    drift = (prob.match_weight_s - prob.match_weight_d).abs().max()
+    reviews = [s["review"].set_index(["source_person_id_l", "source_person_id_r"]) for s in (snap, duck)]
+    common = reviews[0].join(reviews[1], how="inner", lsuffix="_s", rsuffix="_d")
+    drift = max(drift, (common.match_weight_s - common.match_weight_d).abs().max())
+    print(f"spark vs duckdb: max match weight difference {drift:.3f} bits; review pairs "
+          f"{len(reviews[0])} vs {len(reviews[1])}, {len(common)} in both")
+    assert len(prob) and drift <= tolerance
+    only = [r.match_weight[~r.index.isin(common.index)] for r in reviews]
+    for w in pd.concat([*only, common.match_weight_s[common.reason_s != common.reason_d]]):
+        assert min(abs(w - t) for t in thresholds) <= tolerance, w  # differs only at a threshold
+    assert left == [] and views == []
+    with pytest.raises(InputError):
+        link_persons.run(mpi.spark, mpi.settings, backend="postgres")
