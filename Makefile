@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_TOOLS := bcftools samtools tabix
 
-.PHONY: help install tools uv venv demo test test-local test-classic lint bench bench-hail bench-clinical bench-imaging bench-annotate bench-link clean
+.PHONY: help install tools uv venv demo test test-local test-classic lint bench bench-hail bench-clinical bench-imaging bench-annotate bench-link bench-upload clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -59,6 +59,9 @@ bench-annotate: install  ## genes, ClinVar and gnomAD annotation of silver.varia
 
 bench-link: install  ## person linkage on generated populations (pairs/s, precision, recall, peak RSS)
 	$(BIN)/python benchmarks/link_persons.py --persons 2000 --persons 10000
+
+bench-upload: install  ## center uploads over HTTP: 60 concurrent + 1 GB cut and resumed (uploads/s, MB/s, p95, peak RSS)
+	$(BIN)/python benchmarks/upload.py --files 60 --centers 5 --max-mb 50 --big-mb 1024
 
 bench-hail: bench  ## the same files through Hail 0.2 import_vcf().write() in its own venv (pyspark 3.5)
 	@test -x benchmarks/.hail-venv/bin/python || ($(UV) venv benchmarks/.hail-venv --python $(PYTHON) -q \

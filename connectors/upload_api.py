@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+from starlette.requests import ClientDisconnect
 
 from connectors.htsget import htsget_router
 from connectors.uploads import Receipt, UploadError, UploadStore
@@ -185,7 +186,9 @@ def create_app(spark: SparkSession, settings: Settings, max_bytes: int | None = 
                             raise refuse(request, who, 413, f"the body passes Upload-Length {upload.length}",
                                          "upload", upload.filename)
                         fh.write(chunk)
-                finally:  # a dropped connection keeps what arrived; HEAD says where to go on
+                except ClientDisconnect:  # what arrived is kept; HEAD says where to go on
+                    return Response(status_code=204, headers=_tus_headers())
+                finally:
                     fh.flush()
                     os.fsync(fh.fileno())
             offset = upload_offset + written

@@ -356,6 +356,114 @@ def api(port: int, host: str) -> None:
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
 
+class _DefaultGroup(click.Group):
+    """`omicslake upload FILES...` runs the hidden `send` command; `upload status ID` its own."""
+
+    def parse_args(self, ctx, args):
+        if not args or args[0] not in self.commands:
+            args = ["send", *args]
+        return super().parse_args(ctx, args)
+
+
+class _DefaultCommand(click.Command):
+    def format_usage(self, ctx, formatter):
+        formatter.write_usage(ctx.parent.command_path, " ".join(self.collect_usage_pieces(ctx)))
+
+
+@main.group("upload", cls=_DefaultGroup)
+def upload() -> None:
+    """Send files to the center API (resumable), or see where an upload stands."""
+
+
+@upload.command("send", cls=_DefaultCommand, hidden=True)
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--feed", required=True, help="vcf, bam, dicom, hl7, fhir or manifest (the server decides).")
+@click.option("--center", "center_id", help="Your center (default: the token's own center).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file on stdout.")
+@click.option("--parallel", default=4, show_default=True, type=click.IntRange(1, 64),
+              help="Files sent at the same time.")
+@click.option("--chunk-mib", default=8, show_default=True, type=click.IntRange(1, 1024),
+              help="MiB per PATCH request.")
+@click.option("--retries", default=8, show_default=True, type=click.IntRange(0, 100),
+              help="Retries in a row (network errors, 5xx) before a file fails.")
+def upload_send(files, feed: str, center_id: str | None, as_json: bool, parallel: int, chunk_mib: int,
+                retries: int) -> None:
+    """Upload FILES for one feed to the center API (tus 1.0, resumable).
+
+    \b
+    Settings (environment variables):
+      OMICSLAKE_API           the API's address, e.g. https://lake.example.org
+      OMICSLAKE_TOKEN         an uploader token (`omicslake centers token issue C --role uploader`)
+      OMICSLAKE_UPLOAD_STATE  the file that remembers unfinished uploads
+                              (default ~/.omicslake-state/uploads.json)
+    Each file is checksummed (sha256), then sent in chunks. A dropped connection or a 5xx is
+    retried with backoff from the offset the server reports; re-running the same command
+    after a crash resumes where the server stopped. A refusal (4xx) stops that file with the
+    server's reason. Prints one line per file with its receipt id (see `omicslake upload
+    status RECEIPT`); exits 1 if any file failed, after trying them all.
+    """
+    from rich.console import Console
+
+    from connectors.upload_client import (
+        PlainReporter,
+        ResumeState,
+        RichReporter,
+        default_state_file,
+        endpoint_from_env,
+        upload_files,
+    )
+
+    endpoint = endpoint_from_env()
+    if endpoint.cleartext:
+        click.secho(f"warning: {endpoint.api} is plain http: the token crosses the network in clear",
+                    fg="yellow", err=True)
+    if Console(stderr=True).is_terminal:
+        sizes = [os.path.getsize(f) for f in files if os.path.isfile(f)]
+        reporter = RichReporter(sum(sizes), len(files))
+    else:
+        reporter = PlainReporter(lambda m: click.echo(m, err=True))
+
+    def done(o) -> None:
+        if as_json:
+            click.echo(json.dumps(o.as_json()))
+        elif o.ok:
+            click.echo(f"{o.receipt}  {o.feed}  {o.size}  {o.path}")
+        if not o.ok:
+            reporter.log(f"error: {o.path}: {o.error}")
+
+    try:
+        outcomes = upload_files(endpoint, feed, list(files), center_id, parallel=parallel,
+                                chunk_size=chunk_mib << 20, retries=retries,
+                                state=ResumeState(default_state_file()), reporter=reporter, on_done=done)
+    except KeyboardInterrupt:
+        reporter.close()
+        _err("interrupted: run the same command again to resume")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)  # not waiting for requests in flight: what the server has, it keeps
+    reporter.close()
+    failed = sum(not o.ok for o in outcomes)
+    if failed:
+        _err(f"{failed} of {len(outcomes)} file(s) failed")
+        sys.exit(1)
+
+
+@upload.command("status")
+@click.argument("receipt_id")
+@click.option("--json", "as_json", is_flag=True, help="The receipt as one JSON object.")
+def upload_status(receipt_id: str, as_json: bool) -> None:
+    """Where an upload stands: received, ingesting, landed, quarantined or failed (with counts)."""
+    from connectors.upload_client import UploadClient, describe_receipt, endpoint_from_env
+
+    with UploadClient(endpoint_from_env(), feed="", retries=2) as client:
+        receipt = client.receipt(receipt_id)
+    if as_json:
+        click.echo(json.dumps(receipt, default=str))
+        return
+    for line in describe_receipt(receipt):
+        click.echo(line)
+
+
 @main.command()
 @click.option("--port", default=50051, show_default=True, help="TCP port (0 = any free port).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -688,15 +796,20 @@ def ingest_dicom_cmd(paths, center_id, keep_dates) -> None:
 @click.option("--reference", type=click.Path(exists=True, dir_okay=False),
               help="FASTA (with .fai) to left-align ClinVar/gnomAD alleles as silver's were.")
 @click.option("--build", default="GRCh38", show_default=True, help="Build of the variants to annotate.")
-def curate(do_link, do_annotate, gtf, clinvar, gnomad, reference, build) -> None:
+@click.option("--backend", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
+              help="Where the person-linkage model runs: DuckDB on the driver, or Splink's Spark "
+                   "backend on the session's engine (a cluster's, for populations too large for the "
+                   "driver).")
+def curate(do_link, do_annotate, gtf, clinvar, gnomad, reference, build, backend) -> None:
     """Curate the lake: one person across feeds and centers, and annotated variants.
 
     \b
     With neither --link nor --annotate, both run. --link builds the master person index
     (silver.persons, person_links, person_link_review) and moves every silver table to the
-    master person_id. --annotate adds genes and region classes, ClinVar, gnomAD frequencies
-    and cohort statistics (silver.variant_annotations, silver.variant_stats); a source not
-    given uses its latest release registered in ops.reference_sources.
+    master person_id (--backend spark: its model on Splink's Spark backend). --annotate adds
+    genes and region classes, ClinVar, gnomAD frequencies and cohort statistics
+    (silver.variant_annotations, silver.variant_stats); a source not given uses its latest
+    release registered in ops.reference_sources.
     """
     from jobs import annotate_variants, link_persons
 
@@ -705,7 +818,7 @@ def curate(do_link, do_annotate, gtf, clinvar, gnomad, reference, build) -> None
     spark = _spark(settings)
     if do_link or both:
         with _status("linking persons"):
-            r = link_persons.run(spark, settings)
+            r = link_persons.run(spark, settings, backend=backend)
         click.echo(r.summary())
         d = r.details
         click.echo(f"persons linked: {d.get('persons', 0)} from {d.get('identities', 0)} identities; "
