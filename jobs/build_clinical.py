@@ -24,7 +24,7 @@ from connectors.clinical_records import TABLES
 from connectors.fhir_clinical import MAPPED as FHIR_TYPES
 from jobs.common import main_for
 from omicslake import staging
-from omicslake.catalog import path_ref
+from omicslake.catalog import path_ref, read_table
 from omicslake.persons import to_master
 from omicslake.pseudonym import load_key
 from omicslake.runs import JobResult, track_run
@@ -46,21 +46,21 @@ def staging_root(settings: Settings) -> str:
 
 def bronze_input(spark: SparkSession, settings: Settings, run_ids: list[str] | None) -> DataFrame:
     """HL7 messages and FHIR resources to map, in one shape; ``None`` means all of bronze."""
-    where = "TRUE" if run_ids is None else "ingest_run_id IN ({})".format(
-        ", ".join("'" + r.replace("'", "") + "'" for r in run_ids) or "NULL")
-    hl7 = spark.sql(f"""
-        SELECT 'HL7v2' AS source_format, center_id, raw AS text, message_control_id AS record,
-               trigger_event AS kind, message_time AS event_time,
-               concat_ws('@', sending_application, sending_facility) AS source_system,
-               source_uri, source_checksum, ingest_run_id
-        FROM {path_ref(settings, 'bronze.hl7_messages')} WHERE {where}""")
-    types = ", ".join(f"'{t}'" for t in FHIR_TYPES)
-    fhir = spark.sql(f"""
-        SELECT 'FHIR' AS source_format, center_id, raw_json AS text,
-               concat(resource_type, '/', resource_id) AS record, resource_type AS kind,
-               last_updated AS event_time, CAST(NULL AS STRING) AS source_system,
-               source_uri, source_checksum, ingest_run_id
-        FROM {path_ref(settings, 'bronze.fhir_resources')} WHERE {where} AND resource_type IN ({types})""")
+    def of_runs(df: DataFrame) -> DataFrame:
+        return df if run_ids is None else df.where(F.col("ingest_run_id").isin(list(run_ids)))
+
+    hl7 = of_runs(read_table(spark, settings, "bronze.hl7_messages")).select(
+        F.lit("HL7v2").alias("source_format"), "center_id", F.col("raw").alias("text"),
+        F.col("message_control_id").alias("record"), F.col("trigger_event").alias("kind"),
+        F.col("message_time").alias("event_time"),
+        F.concat_ws("@", "sending_application", "sending_facility").alias("source_system"),
+        "source_uri", "source_checksum", "ingest_run_id")
+    fhir = of_runs(read_table(spark, settings, "bronze.fhir_resources")).where(
+        F.col("resource_type").isin(list(FHIR_TYPES))).select(
+        F.lit("FHIR").alias("source_format"), "center_id", F.col("raw_json").alias("text"),
+        F.concat("resource_type", F.lit("/"), "resource_id").alias("record"),
+        F.col("resource_type").alias("kind"), F.col("last_updated").alias("event_time"),
+        F.lit(None).cast("string").alias("source_system"), "source_uri", "source_checksum", "ingest_run_id")
     return hl7.unionByName(fhir)
 
 

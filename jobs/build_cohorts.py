@@ -15,7 +15,7 @@ from jobs.common import main_for
 from omicslake.catalog import path_ref
 from omicslake.runs import JobResult, track_run
 from omicslake.settings import Settings
-from omicslake.writes import count_where, merge_new
+from omicslake.writes import count_rows, merge_new
 from schemas import get_table
 
 
@@ -79,8 +79,8 @@ def run(spark: SparkSession, settings: Settings,
                 "THEN DELETE"
             )
             spark.catalog.dropTempView(view)
-            n = count_where(spark, settings, "gold.cohort",
-                            f"cohort_definition_id = {d.cohort_definition_id}")
+            n = count_rows(spark, settings, "gold.cohort",
+                           F.col("cohort_definition_id") == d.cohort_definition_id)
             result.details[d.name] = n
             result.rows_written += n
         result.rows_read = result.rows_accepted = result.rows_written

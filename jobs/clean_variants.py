@@ -27,10 +27,10 @@ from connectors.contigs import normalised_contig
 from connectors.normalise import normalise_alleles, variant_id
 from jobs.common import main_for
 from jobs.ingest_vcf import calls_staging_root, clear_staging, staged_calls
-from omicslake.catalog import path_ref, read_table
+from omicslake.catalog import read_table
 from omicslake.runs import JobResult, track_run
 from omicslake.settings import Settings
-from omicslake.writes import append, count_rows, count_where, merge_new
+from omicslake.writes import append, count_rows, merge_new
 
 JOB = "clean_variants"
 log = logging.getLogger(__name__)
@@ -219,16 +219,10 @@ def write_structural_and_reference(spark: SparkSession, settings: Settings, bron
         reference_blocks=count_rows(spark, settings, REFERENCE, F.col("source_checksum").isin(todo)))
 
 
-def _in(column: str, values: list[str]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
-
-
 def batch_samples(spark: SparkSession, settings: Settings, todo: list[str]) -> list[tuple[str, list[str]]]:
     """(center, sample names) of each source, from bronze.vcf_headers."""
-    rows = spark.sql(
-        f"SELECT center_id, samples FROM {path_ref(settings, 'bronze.vcf_headers')} "
-        f"WHERE {_in('source_checksum', todo)}"
-    ).collect()
+    rows = read_table(spark, settings, "bronze.vcf_headers").where(
+        F.col("source_checksum").isin(todo)).select("center_id", "samples").collect()
     return [(r.center_id, list(r.samples)) for r in rows if r.samples]
 
 
@@ -243,38 +237,35 @@ def needs_merge(spark: SparkSession, settings: Settings, todo: list[str]) -> boo
     interrupted earlier run, or a new file that re-sends samples already in silver, makes the
     write a MERGE on the contract keys instead, which skips what is there.
     """
-    return bool(count_where(spark, settings, "silver.genotypes", _in("source_checksum", todo))) or any(
-        count_where(spark, settings, "silver.genotypes",
-                    f"center_id = {center!r} AND {_in('sample_id', samples)}")
+    return bool(count_rows(spark, settings, "silver.genotypes", F.col("source_checksum").isin(todo))) or any(
+        count_rows(spark, settings, "silver.genotypes",
+                   (F.col("center_id") == center) & F.col("sample_id").isin(samples))
         for center, samples in batch_samples(spark, settings, todo)
     )
 
 
-def plan_slices(spark: SparkSession, settings: Settings, todo: list[str], n_samples: int) -> list[str]:
+def plan_slices(spark: SparkSession, settings: Settings, todo: list[str], n_samples: int) -> list[Column]:
     """Position ranges of about GENOTYPES_PER_SLICE calls each, so memory does not grow with
     the batch: each slice is exploded, linked and written on its own."""
-    rows = spark.sql(
-        f"SELECT contig, min(pos) AS lo, max(pos) AS hi, count(*) AS n FROM "
-        f"{path_ref(settings, 'bronze.vcf_variants')} WHERE {_in('source_checksum', todo)} GROUP BY contig"
-    ).collect()
+    rows = (read_table(spark, settings, "bronze.vcf_variants").where(F.col("source_checksum").isin(todo))
+            .groupBy("contig").agg(F.min("pos").alias("lo"), F.max("pos").alias("hi"),
+                                   F.count(F.lit(1)).alias("n")).collect())
     per = max(1, GENOTYPES_PER_SLICE // max(1, n_samples))
     out = []
     for r in sorted(rows, key=lambda r: r.contig):
         k = max(1, -(-r.n // per))
         step = (r.hi - r.lo) // k + 1
-        out += [f"contig = {r.contig!r} AND pos >= {r.lo + i * step} AND pos < {r.lo + (i + 1) * step}"
-                for i in range(k)]
+        out += [(F.col("contig") == r.contig) & (F.col("pos") >= r.lo + i * step)
+                & (F.col("pos") < r.lo + (i + 1) * step) for i in range(k)]
     return out
 
 
 def pending_checksums(spark: SparkSession, settings: Settings) -> list[str]:
-    q = f"""
-        SELECT DISTINCT source_checksum AS c FROM {path_ref(settings, 'bronze.vcf_variants')}
-        WHERE source_checksum NOT IN (
-            SELECT explode(input_checksums) FROM {path_ref(settings, 'ops.ingest_runs')}
-            WHERE job = '{JOB}' AND status = 'succeeded')
-    """
-    return sorted(r.c for r in spark.sql(q).collect())
+    done = (read_table(spark, settings, "ops.ingest_runs")
+            .where((F.col("job") == JOB) & (F.col("status") == "succeeded"))
+            .select(F.explode("input_checksums").alias("source_checksum")))
+    bronze = read_table(spark, settings, "bronze.vcf_variants").select("source_checksum").distinct()
+    return sorted(r.source_checksum for r in bronze.join(done, "source_checksum", "left_anti").collect())
 
 
 def _groups(files: list[str]) -> list[list[str]]:
@@ -344,8 +335,9 @@ def run(spark: SparkSession, settings: Settings, reference: str | None = None) -
         for c in todo:
             clear_staging(settings, c, calls_staging_root(settings))
         result.details["staged_sources"] = len(staged)
-        new_g = count_where(spark, settings, "silver.genotypes", _in("source_checksum", todo))
-        result.rows_read = count_where(spark, settings, "bronze.vcf_variants", _in("source_checksum", todo))
+        of_batch = F.col("source_checksum").isin(todo)
+        new_g = count_rows(spark, settings, "silver.genotypes", of_batch)
+        result.rows_read = count_rows(spark, settings, "bronze.vcf_variants", of_batch)
         result.rows_accepted = result.rows_read
         result.rows_written = new_v + new_g
         result.details.update(new_variants=new_v, new_genotypes=new_g, sources=len(todo))

@@ -26,7 +26,7 @@ from omicslake.errors import InputError
 from omicslake.quarantine import reject_lines
 from omicslake.runs import JobResult, track_run
 from omicslake.settings import Settings
-from omicslake.writes import append, count_where, landed_checksums
+from omicslake.writes import append, count_rows, landed_checksums
 from schemas import get_table
 
 JOB = "ingest_fhir"
@@ -162,10 +162,9 @@ def run(spark: SparkSession, settings: Settings, paths: list[str], center_id: st
             staging.clear(root, result.run_id)
             staging.clear(root, f"{result.run_id}-counts")
         result.rows_accepted = int(sum(counts.column("valid").to_pylist())) if counts is not None else 0
-        result.rows_quarantined = count_where(spark, settings, "quarantine.fhir",
-                                              f"ingest_run_id = '{result.run_id}'")
-        result.rows_written = count_where(spark, settings, "bronze.fhir_resources",
-                                          f"ingest_run_id = '{result.run_id}'")
+        of_run = F.col("ingest_run_id") == result.run_id
+        result.rows_quarantined = count_rows(spark, settings, "quarantine.fhir", of_run)
+        result.rows_written = count_rows(spark, settings, "bronze.fhir_resources", of_run)
         result.rows_read = result.rows_accepted + result.rows_quarantined
         result.details.update(files=len(todo), newest_versions_written=result.rows_written)
     return result

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from jobs.common import expand_inputs, main_for
 from omicslake import staging
@@ -22,7 +23,7 @@ from omicslake.errors import InputError
 from omicslake.quarantine import reject_lines
 from omicslake.runs import JobResult, track_run
 from omicslake.settings import Settings
-from omicslake.writes import append, count_where, landed_checksums
+from omicslake.writes import append, count_rows, landed_checksums
 from schemas import get_table
 
 JOB = "ingest_hl7"
@@ -144,9 +145,9 @@ def run(spark: SparkSession, settings: Settings, paths: list[str], center_id: st
                 result.details["rejected"] = reject_lines(rejects)
         finally:
             staging.clear(root, result.run_id)
-        run_filter = f"ingest_run_id = '{result.run_id}'"
-        result.rows_accepted = count_where(spark, settings, "bronze.hl7_messages", run_filter)
-        result.rows_quarantined = count_where(spark, settings, "quarantine.hl7", run_filter)
+        of_run = F.col("ingest_run_id") == result.run_id
+        result.rows_accepted = count_rows(spark, settings, "bronze.hl7_messages", of_run)
+        result.rows_quarantined = count_rows(spark, settings, "quarantine.hl7", of_run)
         result.rows_read = result.rows_written = result.rows_accepted + result.rows_quarantined
         result.details["files"] = len(todo)
     return result

@@ -10,14 +10,11 @@ from __future__ import annotations
 import uuid
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from omicslake.catalog import path_ref, table_uri
 from omicslake.settings import Settings
 from schemas import get_table
-
-
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def landed_checksums(
@@ -27,10 +24,10 @@ def landed_checksums(
     """Which of these source checksums already have rows in ``table``."""
     if not checksums:
         return set()
-    values = ", ".join(_sql_str(c) for c in checksums)
-    rows = spark.sql(
-        f"SELECT DISTINCT {column} AS c FROM {path_ref(settings, table)} WHERE {column} IN ({values})"
-    ).collect()
+    from omicslake.catalog import read_table
+
+    rows = read_table(spark, settings, table).where(F.col(column).isin(list(checksums))).select(
+        F.col(column).alias("c")).distinct().collect()
     return {r.c for r in rows}
 
 
@@ -61,10 +58,6 @@ def merge_new(
         spark.sql(q)
     finally:
         spark.catalog.dropTempView(view)
-
-
-def count_where(spark: SparkSession, settings: Settings, table: str, where: str) -> int:
-    return spark.sql(f"SELECT count(*) AS n FROM {path_ref(settings, table)} WHERE {where}").collect()[0].n
 
 
 def count_rows(spark: SparkSession, settings: Settings, table: str, where) -> int:
