@@ -41,6 +41,7 @@ from omicslake.checksums import sha256_file
 from omicslake.errors import InputError
 from omicslake.hwe import hwe_exact_p
 from omicslake.runs import JobResult, track_run
+from omicslake.session import parallelism
 from omicslake.settings import Settings
 from omicslake.tiers import registry
 from omicslake.writes import append, merge_new
@@ -156,7 +157,7 @@ def load_gtf(spark: SparkSession, settings: Settings, path: str, release: str | 
 
 def _parse_tasks(spark: SparkSession, path: str, source: str, header, task_plan: dict) -> DataFrame:
     """One Spark task per region (tabix index) or byte range of the file."""
-    target = max(2 * (os.cpu_count() or 2), -(-os.path.getsize(path) // (32 << 20)))
+    target = max(2 * parallelism(spark), -(-os.path.getsize(path) // (32 << 20)))
     chunks = plan_chunks(path, header.contigs, target)
     rows = [(i, path, source, json.dumps(c.to_dict()), json.dumps(task_plan), header.header_lines)
             for i, c in enumerate(chunks)]

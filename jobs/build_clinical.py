@@ -11,7 +11,6 @@ to the surviving ``person_id``.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from omicslake.catalog import path_ref, read_table
 from omicslake.persons import to_master
 from omicslake.pseudonym import load_key
 from omicslake.runs import JobResult, track_run
+from omicslake.session import parallelism
 from omicslake.settings import Settings
 from omicslake.writes import append
 from schemas import get_table
@@ -207,7 +207,7 @@ def run(spark: SparkSession, settings: Settings, run_ids: list[str] | None = Non
         key = load_key(settings)
         root = staging_root(settings)
         source = bronze_input(spark, settings, None if rebuild else run_ids)
-        n = max(1, 2 * (os.cpu_count() or 2))
+        n = max(1, 2 * parallelism(spark))
         try:
             counts = (source.repartition(n).mapInArrow(map_rows(key, root, result.run_id), COUNTS)
                       .agg(*[F.sum(c).alias(c) for c in ("records", "mapped", "unmapped", "failed")])

@@ -34,6 +34,7 @@ from omicslake.errors import InputError
 from omicslake.pseudonym import load_key, person_id
 from omicslake.quarantine import Rejected, quarantine_rows, reject_lines
 from omicslake.runs import JobResult, track_run
+from omicslake.session import parallelism
 from omicslake.settings import Settings
 from omicslake.writes import append, landed_checksums
 from schemas import get_table
@@ -87,7 +88,7 @@ def file_qc(spark: SparkSession, header: BamHeader, reference: str | None,
             t = json.dumps(ivs)
         tasks.append({"path": header.path, "reference": reference, "idx": header.index, "contig": contig,
                       "start": start, "end": end, "targets": t})
-    n = max(1, min(len(tasks), 4 * (os.cpu_count() or 2)))
+    n = max(1, min(len(tasks), 4 * parallelism(spark)))
     plan = spark.createDataFrame(tasks, TASK_SCHEMA).repartition(n)
     parts = [r.asDict() for r in plan.mapInArrow(qc_windows, PART_SCHEMA).collect()]
     errors = sorted(p["error"] for p in parts if p["error"])

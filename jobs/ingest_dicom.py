@@ -12,7 +12,6 @@ each touched series gets a PNG thumbnail of its middle instance.
 from __future__ import annotations
 
 import io
-import os
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +30,7 @@ from omicslake.persons import to_master
 from omicslake.pseudonym import load_key
 from omicslake.quarantine import reject_lines
 from omicslake.runs import JobResult, track_run
+from omicslake.session import parallelism
 from omicslake.settings import Settings
 from omicslake.writes import merge_new
 from schemas import get_table
@@ -267,7 +267,7 @@ def refresh_hierarchy(spark: SparkSession, settings: Settings, touched) -> None:
         .where(F.col("_n") == F.floor((F.col("_c") + 1) / 2))
         .select("series_instance_uid", "deid_uri")
     )
-    thumbs = middle.repartition(max(1, 2 * (os.cpu_count() or 2))).mapInArrow(
+    thumbs = middle.repartition(max(1, 2 * parallelism(spark))).mapInArrow(
         render_thumbnails,
         "series_instance_uid string, thumbnail_uri string",
     )
@@ -298,7 +298,7 @@ def run(
         result.inputs = files
         root = staging_root(settings)
         plan = spark.createDataFrame([(f,) for f in files], "path string").repartition(
-            max(1, min(len(files) // FILES_PER_TASK + 1, 4 * (os.cpu_count() or 2)))
+            max(1, min(len(files) // FILES_PER_TASK + 1, 4 * parallelism(spark)))
         )
         body = process_files(
             load_key(settings), shift_dates, root, curated_root(settings), result.run_id, center_id

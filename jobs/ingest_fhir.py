@@ -9,7 +9,6 @@ entry N or offset N) and reason; the rest of the batch lands.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from omicslake.checksums import sha256_file
 from omicslake.errors import InputError
 from omicslake.quarantine import reject_lines
 from omicslake.runs import JobResult, track_run
+from omicslake.session import parallelism
 from omicslake.settings import Settings
 from omicslake.writes import append, count_rows, landed_checksums
 from schemas import get_table
@@ -148,7 +148,7 @@ def run(spark: SparkSession, settings: Settings, paths: list[str], center_id: st
         root = staging_root(settings)
         tasks = [{"path": f, "checksum": checksums[f], "center_id": center_id, "run_id": result.run_id,
                   "staging": root} for f in todo]
-        n = max(1, min(len(tasks), 4 * (os.cpu_count() or 2)))
+        n = max(1, min(len(tasks), 4 * parallelism(spark)))
         parsed = spark.createDataFrame(tasks, TASK_SCHEMA).repartition(n).mapInArrow(
             parse_files, get_table("bronze.fhir_resources").spark_schema())
         try:

@@ -9,7 +9,6 @@ over the same files, or the same landing zone, adds nothing.
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 
 import pyarrow as pa
@@ -22,6 +21,7 @@ from omicslake.checksums import sha256_file
 from omicslake.errors import InputError
 from omicslake.quarantine import reject_lines
 from omicslake.runs import JobResult, track_run
+from omicslake.session import parallelism
 from omicslake.settings import Settings
 from omicslake.writes import append, count_rows, landed_checksums
 from schemas import get_table
@@ -134,7 +134,7 @@ def run(spark: SparkSession, settings: Settings, paths: list[str], center_id: st
         root = staging_root(settings)
         tasks = [{"path": f, "checksum": checksums[f], "center_id": center_id, "run_id": result.run_id,
                   "staging": root, "part": i // FILES_PER_TASK} for i, f in enumerate(todo)]
-        n = max(1, min(len(tasks) // FILES_PER_TASK + 1, 4 * (os.cpu_count() or 2)))
+        n = max(1, min(len(tasks) // FILES_PER_TASK + 1, 4 * parallelism(spark)))
         plan = spark.createDataFrame(tasks, TASK_SCHEMA).repartition(n)
         try:
             append(plan.mapInArrow(parse_files, get_table("bronze.hl7_messages").spark_schema()), settings,

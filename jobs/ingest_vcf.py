@@ -32,6 +32,7 @@ from omicslake.persons import to_master
 from omicslake.pseudonym import load_key, person_id
 from omicslake.quarantine import Rejected, quarantine_rows
 from omicslake.runs import JobResult, track_run
+from omicslake.session import parallelism
 from omicslake.settings import Settings
 from omicslake.writes import append, count_rows, landed_checksums, merge_new
 from schemas import get_table
@@ -304,7 +305,7 @@ def ingest_file(spark: SparkSession, settings: Settings, result: JobResult, path
     """Parse one file into bronze (one commit); with ``persons`` (from the manifest, per sample
     column) the tasks also stage its non-reference calls for clean_variants."""
     # enough chunks for every core, and small enough that no task holds much of a big file
-    target = max(4 * (os.cpu_count() or 2), -(-os.path.getsize(path) // (16 << 20)))
+    target = max(4 * parallelism(spark), -(-os.path.getsize(path) // (16 << 20)))
     chunks = plan_chunks(path, header.contigs, target)
     roots = (staging_root(settings), calls_staging_root(settings), tally_staging_root(settings))
     for root in roots:

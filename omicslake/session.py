@@ -129,3 +129,19 @@ def get_spark(settings: Settings, register: bool = True) -> SparkSession:
 
         ensure_tables(spark, settings)
     return spark
+
+
+def parallelism(spark: SparkSession) -> int:
+    """Task slots of the engine, for sizing fan-outs: ``OMICSLAKE_PARALLELISM`` when set, else
+    ``spark.default.parallelism`` where the engine reports it (classic Spark, a Spark Connect
+    cluster), else the cores of this machine, where the embedded Sail engine runs."""
+    if os.environ.get("OMICSLAKE_PARALLELISM"):
+        return max(1, int(os.environ["OMICSLAKE_PARALLELISM"]))
+    try:
+        return max(1, int(spark.conf.get("spark.default.parallelism")))
+    except Exception:  # Sail and a fresh Connect session do not set it
+        pass
+    context = getattr(spark, "_sc", None)  # classic sessions only
+    if context is not None:
+        return max(1, context.defaultParallelism)
+    return os.cpu_count() or 2
