@@ -27,7 +27,9 @@ from pyspark.sql import functions as F
 from starlette.requests import ClientDisconnect
 
 from connectors.htsget import htsget_router
+from connectors.upload_trigger import UploadTrigger
 from connectors.uploads import Receipt, UploadError, UploadStore
+from omicslake.airflow_local import AirflowClient
 from omicslake.audit import AuditQueue
 from omicslake.catalog import read_table
 from omicslake.credentials import AuthError, authenticate
@@ -88,11 +90,15 @@ def create_app(spark: SparkSession, settings: Settings, max_bytes: int | None = 
     app = FastAPI(title="omicslake center API", version="1.0",
                   description="Resumable uploads (tus 1.0), receipts and scoped SQL for the centers "
                               "of the network. Authenticate with `Authorization: Bearer <token>`.")
-    app.state.engine, app.state.store = engine, store
+    airflow = AirflowClient.from_env()  # OMICSLAKE_AIRFLOW_URL: a landed upload starts its DAG
+    trigger = UploadTrigger(airflow, store, engine.audit.add) if airflow else None
+    app.state.engine, app.state.store, app.state.trigger = engine, store, trigger
     app.include_router(htsget_router(engine, settings))
 
     @app.on_event("shutdown")
     def _close_audit() -> None:
+        if trigger:
+            trigger.close()
         engine.audit.close()
 
     async def principal(request: Request, authorization: str | None = Header(None)) -> Principal:
@@ -208,6 +214,8 @@ def create_app(spark: SparkSession, settings: Settings, max_bytes: int | None = 
         engine.audit.add("upload", receipt.filename, {"receipt": receipt.receipt_id, "feed": receipt.feed,
                                                       "sha256": receipt.sha256, "bytes": receipt.size},
                          center_id=receipt.center_id, principal=str(who), client=_client(request))
+        if trigger:  # in the background: the answer to the last PATCH does not wait for Airflow
+            trigger.submit(receipt, str(who), _client(request))
         return receipt
 
     @app.delete("/uploads/{upload_id}", status_code=204, summary="drop an unfinished upload (termination)")
@@ -229,7 +237,14 @@ def create_app(spark: SparkSession, settings: Settings, max_bytes: int | None = 
         if receipt.center_id not in registry(settings).visible_centers(who.center_id):
             raise refuse(request, who, 403, f"{who} cannot see receipts of {receipt.center_id}", "receipt",
                          receipt_id, receipt.center_id)
-        return engine.call(receipt_status, receipt)
+        status = engine.call(receipt_status, receipt)
+        if trigger and status["status"] == "ingesting":  # a run that failed before any ingest
+            state = trigger.run_state(receipt)
+            status["dag_run_state"] = state
+            if state == "failed":
+                status.update(status="failed", error=f"DAG run {receipt.dag_run_id} of {receipt.dag_id} "
+                                                     "failed in Airflow before it ingested the file")
+        return status
 
     # --- identity cross-reference (IHE PIX-like) ----------------------------------------
 
@@ -286,7 +301,7 @@ def create_app(spark: SparkSession, settings: Settings, max_bytes: int | None = 
 
 
 def receipt_status(spark: SparkSession, settings: Settings, receipt: Receipt) -> dict[str, Any]:
-    """received (landed in the landing zone), ingesting (its DAG run started), then landed,
+    """received (landed in the landing zone), ingesting (its DAG run was started), then landed,
     quarantined (the whole file) or failed, with the counts of the ingest run that read it."""
     runs = read_table(spark, settings, "ops.ingest_runs").where(
         (F.col("center_id") == receipt.center_id)

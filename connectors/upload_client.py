@@ -595,6 +595,8 @@ def describe_receipt(r: dict) -> list[str]:
                      f"{c.get('rows_written')} written")
     if r.get("error"):
         lines.append(f"  error     {r['error']}")
+    if r.get("note"):
+        lines.append(f"  note      {r['note']}")
     return lines
 
 

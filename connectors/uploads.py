@@ -63,6 +63,7 @@ class Receipt:
     received_at: str
     dag_id: str
     dag_run_id: str | None = None
+    note: str | None = None  # why no DAG run was started, or what the run waits for
 
 
 def check_new(center_id: str, feed: str, filename: str, length: int, sha256: str, max_bytes: int) -> None:

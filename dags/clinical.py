@@ -32,12 +32,16 @@ from omicslake.airflow_support import DEFAULT_ARGS, landing_batches, run_job, ru
             [], type="array",
             description="[{center_id, paths}] FHIR Bundles / NDJSON; empty: STATE/landing/fhir/<center>",
         ),
+        "scan_landing": Param(
+            True, type="boolean",
+            description="an empty hl7/fhir list reads the landing zone; false: only the files given",
+        ),
     },
 )
 def omicslake_clinical():
     @task
     def plan_hl7(params=None) -> list[dict]:
-        return list(params["hl7"]) or landing_batches("hl7")
+        return list(params["hl7"]) or (landing_batches("hl7") if params["scan_landing"] else [])
 
     @task(max_active_tis_per_dag=1)
     def ingest_hl7(batch: dict) -> dict:
@@ -45,7 +49,7 @@ def omicslake_clinical():
 
     @task
     def plan_fhir(params=None) -> list[dict]:
-        return list(params["fhir"]) or landing_batches("fhir")
+        return list(params["fhir"]) or (landing_batches("fhir") if params["scan_landing"] else [])
 
     @task(max_active_tis_per_dag=1)
     def ingest_fhir(batch: dict) -> dict:

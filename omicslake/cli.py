@@ -342,6 +342,8 @@ def api(port: int, host: str) -> None:
       GET  /receipts/{id}   received, ingesting, landed, quarantined or failed, with counts
       POST /sql             {"query": ..., "format": "json"|"arrow"}, cut to your subtree
     Completed uploads land in STATE/landing/<feed>/<center>/<date>/, where the DAGs read.
+    With OMICSLAKE_AIRFLOW_URL set (see `omicslake airflow up`), each one also starts the DAG
+    run that ingests it, and its receipt says `ingesting` until the run has read it.
     OMICSLAKE_UPLOAD_MAX_BYTES caps one upload (default 64 GiB). Put TLS in front (a reverse
     proxy) anywhere but loopback: tokens travel in a header.
     """
@@ -462,6 +464,84 @@ def upload_status(receipt_id: str, as_json: bool) -> None:
         return
     for line in describe_receipt(receipt):
         click.echo(line)
+
+
+@main.group("airflow")
+def airflow_group() -> None:
+    """Run the DAGs on a local Airflow 3: api-server, scheduler, dag-processor and triggerer.
+
+    \b
+    The stack listens on 127.0.0.1 only, uses the SQLite metadata DB in STATE/airflow and the
+    LocalExecutor, and lets every local client in as admin (SimpleAuthManager, all admins):
+    GET /auth/token gives a JWT for the REST API (/api/v2). Logs: STATE/airflow/logs/.
+    """
+
+
+@airflow_group.command("up")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
+              help="api-server port on 127.0.0.1 (0 = any free port).")
+@click.option("--parallelism", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="Tasks running at once (each starts its own engine).")
+@click.option("--timeout", default=240, show_default=True, type=click.IntRange(10, 3600),
+              help="Seconds to wait for the stack and the DAGs.")
+def airflow_up(port: int, parallelism: int, timeout: int) -> None:
+    """Start Airflow in the background; return once the DAGs are parsed (prints the URL)."""
+    from omicslake.airflow_local import start
+
+    settings = load_settings()
+    t0 = time.perf_counter()
+    with _status("starting Airflow (api-server, scheduler, dag-processor, triggerer)"):
+        state = start(settings, port=port, parallelism=parallelism, timeout=timeout,
+                      echo=lambda m: click.echo(f"... {m}", err=True))
+    if state.get("already_running"):
+        click.echo(f"Airflow is already running at {state['url']} (since {state['started_at']})", err=True)
+    else:
+        click.echo(f"Airflow is up in {time.perf_counter() - t0:.0f} s: LocalExecutor, parallelism "
+                   f"{state['parallelism']}; logs in {state['airflow_home']}/logs", err=True)
+    click.echo(state["url"])
+
+
+@airflow_group.command("down")
+@click.option("--timeout", default=30, show_default=True, type=click.IntRange(0, 3600),
+              help="Seconds between SIGTERM and SIGKILL.")
+def airflow_down(timeout: int) -> None:
+    """Stop the stack `airflow up` started (SIGTERM, then SIGKILL after --timeout)."""
+    from omicslake.airflow_local import stop
+
+    stopped = stop(load_settings(), timeout=timeout, echo=lambda m: click.echo(m, err=True))
+    if stopped is None:
+        click.echo("Airflow was not running")
+    elif not stopped:
+        click.echo("no component was still running; removed the stale record")
+    else:
+        click.echo(f"stopped {', '.join(stopped)}")
+
+
+@airflow_group.command("status")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+def airflow_status(as_json: bool) -> None:
+    """Which components run, their heartbeats, and the DAGs (paused or not). Exit 1 if down."""
+    from omicslake.airflow_local import status
+
+    info = status(load_settings())
+    if as_json:
+        click.echo(json.dumps(info, default=str))
+    elif "components" not in info:
+        click.echo(f"Airflow is not running (home {info['airflow_home']})")
+    else:
+        click.echo(f"Airflow at {info['url']} since {info['started_at']} ({info['executor']}, "
+                   f"parallelism {info['parallelism']})")
+        health = info.get("health", {})
+        for name, c in info["components"].items():
+            beat = health.get(name.replace("-", "_"), {}).get("status", "")
+            click.echo(f"  {name:<14} pid {c['pid']:<8} {'running' if c['alive'] else 'GONE':<8} {beat:<10}"
+                       f" {c['log']}")
+        if "error" in health:
+            click.echo(f"  api: {health['error']}")
+        for dag_id, d in sorted(info.get("dags", {}).items()):
+            click.echo(f"  {dag_id:<24} {'paused' if d['is_paused'] else 'active'}")
+    if not info["running"]:
+        sys.exit(1)
 
 
 @main.command()

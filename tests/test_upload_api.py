@@ -210,3 +210,115 @@ def test_identity_cross_reference_is_served_within_the_subtree(api):
     assert client.get("/persons/xref", params={**ask, "id": "MRN9999"},
                       headers=_auth(tokens["province"])).status_code == 404
     assert client.get("/persons/xref", params=ask, headers=_auth(tokens["county"])).status_code == 403
+
+
+@pytest.fixture()
+def dead_airflow(monkeypatch):
+    """OMICSLAKE_AIRFLOW_URL pointing at a port nobody listens on (set before `api` starts)."""
+    monkeypatch.setenv("OMICSLAKE_AIRFLOW_URL", f"http://127.0.0.1:{free_port()}")
+
+
+def test_a_failed_dag_trigger_leaves_the_upload_landed_and_is_audited(dead_airflow, api):
+    client, tokens, spark, settings, log = api
+    data = hl7_message("TRG0001")
+    location = _create(client, tokens["county"], data).headers["Location"]
+    t0 = time.monotonic()
+    done = _patch(client, tokens["county"], location, 0, data)
+    assert done.status_code == 204 and time.monotonic() - t0 < 3  # the answer does not wait for Airflow
+    receipt = done.headers["Omicslake-Receipt"]
+    deadline = time.monotonic() + 60
+    while True:
+        status = client.get(f"/receipts/{receipt}", headers=_auth(tokens["county"])).json()
+        if status.get("note") or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert status["status"] == "received" and status["dag_run_id"] is None
+    assert status["note"].startswith("the DAG run could not be started: Airflow at http://127.0.0.1:")
+    assert len(_landed(settings)) == 1
+    time.sleep(2.5)
+    audit = spark.read.format("delta").load(f"{settings.lake_root}/ops/audit_log")
+    [failed] = audit.where("action = 'dag_trigger'").collect()
+    assert failed.outcome == "failed" and failed.center_id == "CNT-S1A"
+    assert "could not start omicslake_clinical" in log.read_text(errors="replace")
+
+
+def test_the_run_conf_ingests_exactly_the_uploaded_file(tmp_path):
+    from connectors.upload_trigger import run_conf
+    from connectors.uploads import Receipt
+
+    landing = tmp_path / "landing"
+
+    def receipt(feed: str, filename: str) -> Receipt:
+        path = landing / feed / "CNT-S1A" / "2026-11-23" / filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+        return Receipt("r-" + "0" * 32, "0" * 32, "CNT-S1A", feed, filename, "0" * 64, 1, str(path), "p",
+                       "2026-11-23T00:00:00+00:00", "dag")
+
+    hl7 = receipt("hl7", "a.hl7")
+    assert run_conf(hl7, landing) == ({"hl7": [{"center_id": "CNT-S1A", "paths": [hl7.path]}], "fhir": [],
+                                       "scan_landing": False}, None)
+    fhir = receipt("fhir", "b.ndjson")
+    assert run_conf(fhir, landing)[0]["fhir"] == [{"center_id": "CNT-S1A", "paths": [fhir.path]}]
+    dcm = receipt("dicom", "c.dcm")
+    assert run_conf(dcm, landing) == ({"dicom": [{"center_id": "CNT-S1A", "paths": [dcm.path]}]}, None)
+    vcf = receipt("vcf", "d.vcf.gz")
+    conf, why = run_conf(vcf, landing)
+    assert conf is None and why.startswith("no sample manifest from CNT-S1A yet")
+    old = receipt("manifest", "old.csv")
+    os.utime(old.path, (1, 1))
+    new = receipt("manifest", "new.csv")
+    assert run_conf(new, landing)[0] is None  # a manifest alone starts nothing
+    assert run_conf(vcf, landing) == ({"batches": [{"center_id": "CNT-S1A", "vcf": vcf.path,
+                                                    "manifest": new.path}]}, None)
+    assert run_conf(receipt("vcf", "d.vcf.gz.tbi"), landing)[0] is None
+    bam = receipt("bam", "e.bam")
+    assert run_conf(bam, landing)[1].startswith("no index")
+    bai = receipt("bam", "e.bam.bai")  # the index arrives: the run reads the BAM it indexes
+    expected = {"alignments": [{"center_id": "CNT-S1A", "paths": [bam.path], "manifest": new.path}]}
+    assert run_conf(bai, landing) == (expected, None)
+    assert run_conf(bam, landing) == (expected, None)
+    assert run_conf(receipt("bam", "f.bai"), landing)[1].startswith("an index: the alignment file")
+
+
+def test_trigger_marks_the_receipt_and_survives_a_retried_post(tmp_path):
+    """Against a stand-in Airflow: the run id goes into the receipt, a paused DAG is noted, a 409
+    (the run a retried POST already created) counts as started, a 5xx is tried again."""
+    from connectors.upload_trigger import UploadTrigger
+    from connectors.uploads import UploadStore
+    from omicslake.airflow_local import AirflowClient
+
+    calls = []
+
+    def airflow(request: httpx.Request) -> httpx.Response:
+        calls.append((request.method, request.url.path))
+        if request.url.path == "/auth/token":
+            return httpx.Response(201, json={"access_token": "a.b.c"})
+        assert request.headers["Authorization"] == "Bearer a.b.c"
+        if request.method == "GET" and request.url.path == "/api/v2/dags/omicslake_clinical":
+            return httpx.Response(200, json={"dag_id": "omicslake_clinical", "is_paused": True})
+        if request.method == "POST":
+            assert json.loads(request.content)["conf"]["scan_landing"] is False
+            posts = sum(c == ("POST", request.url.path) for c in calls)
+            return httpx.Response(503, json={"detail": "busy"}) if posts == 1 else httpx.Response(409)
+        return httpx.Response(200, json={"state": "failed"})
+
+    client = AirflowClient("http://airflow.test")
+    client._http = httpx.Client(base_url=client.url, transport=httpx.MockTransport(airflow))
+    store = UploadStore(tmp_path / "state", tmp_path / "landing")
+    data = hl7_message("MCK0001")
+    sha = hashlib.sha256(data).hexdigest()
+    upload = store.create("CNT-S1A", "hl7", "m.hl7", len(data), sha, "CNT-S1A:uploader")
+    with open(store.open_at(upload.upload_id, 0, len(data))[0], "ab") as fh:
+        fh.write(data)
+    receipt = store.complete(upload.upload_id)
+    audited = []
+    trigger = UploadTrigger(client, store, lambda *a, **kw: audited.append((a, kw)), retry_wait=0.01)
+    trigger.submit(receipt, "CNT-S1A:uploader", "127.0.0.1").result(timeout=30)
+    saved = store.receipt(receipt.receipt_id)
+    assert saved.dag_run_id == f"upload__{receipt.receipt_id}"
+    assert saved.note == "omicslake_clinical is paused in Airflow: the run starts when it is unpaused"
+    assert [c for c in calls if c[0] == "POST"] == [("POST", "/api/v2/dags/omicslake_clinical/dagRuns")] * 2
+    assert audited[0][0][0] == "dag_trigger" and audited[0][1].get("outcome", "ok") == "ok"
+    assert trigger.run_state(saved) == "failed"
+    trigger.close()
