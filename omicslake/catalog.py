@@ -68,6 +68,21 @@ def add_missing_columns(settings: Settings, table: Table) -> list[str]:
     return missing
 
 
+def apply_table_properties(settings: Settings, table: Table) -> None:
+    """Set what the contract declares on the Delta table (``delta.appendOnly``), through
+    delta-rs on local and S3 roots; Sail and delta-spark then refuse a DELETE, UPDATE or
+    overwrite of its rows."""
+    if not table.append_only or not (settings.is_local_storage
+                                     or settings.lake_root.startswith(("s3://", "s3a://"))):
+        return
+    from deltalake import DeltaTable
+
+    dt = DeltaTable(table_uri(settings, table), storage_options=settings.storage_options() or None)
+    if dt.metadata().configuration.get("delta.appendOnly") != "true":
+        dt.alter.set_table_properties({"delta.appendOnly": "true"})
+        log.info("%s: delta.appendOnly set", table.full_name)
+
+
 def ensure_tables(
     spark: SparkSession, settings: Settings, tables: tuple[Table, ...] = ALL_TABLES
 ) -> None:
@@ -80,6 +95,7 @@ def ensure_tables(
             create_table(spark, settings, table)
         else:
             add_missing_columns(settings, table)
+        apply_table_properties(settings, table)
         spark.sql(f"CREATE TABLE IF NOT EXISTS {table.full_name} USING delta LOCATION '{uri}'")
 
 

@@ -46,6 +46,7 @@ class Table:
     keys: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict, compare=False, hash=False)
     access: RowScope | None = None
+    append_only: bool = False  # Delta refuses any commit that removes rows (delta.appendOnly)
 
     def __post_init__(self) -> None:
         if self.layer not in LAYERS:

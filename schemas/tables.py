@@ -130,6 +130,7 @@ AUDIT_LOG = Table(
     ),
     "Every access and change: who, when, what, from where and the outcome. Append-only.",
     keys=("event_id",),
+    append_only=True,
 )
 
 # --- genomics --------------------------------------------------------------------------------

@@ -92,3 +92,17 @@ def test_each_principal_sees_its_subtree_on_the_engine(fresh_lake):
     join = ("SELECT a.center_id, count(*) FROM silver.samples a JOIN silver.samples b "
             "ON a.sample_id <> b.sample_id GROUP BY a.center_id")
     assert set(_centers(spark, join, "CNT-N1A")) == {"CNT-N1A"}
+
+
+def test_the_audit_log_refuses_deletes_and_updates(fresh_lake):
+    from omicslake.audit import audit
+    from omicslake.catalog import path_ref
+
+    spark, settings = fresh_lake
+    audit(spark, settings, "query", "sql", {"query": "SELECT 1"})
+    audit(spark, settings, "query", "sql", {"query": "SELECT 2"})  # appends still work
+    for statement in (f"DELETE FROM {path_ref(settings, 'ops.audit_log')} WHERE action = 'query'",
+                      f"UPDATE {path_ref(settings, 'ops.audit_log')} SET outcome = 'ok'"):
+        with pytest.raises(Exception, match="append-only"):
+            spark.sql(statement).collect()
+    assert spark.read.format("delta").load(f"{settings.lake_root}/ops/audit_log").count() == 2
