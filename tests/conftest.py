@@ -19,7 +19,8 @@ os.environ.setdefault("OMICSLAKE_PSEUDONYM_KEY", "test-key-" + "0" * 40)
 os.environ.setdefault("RUST_LOG", "warn")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
-TEST_ENGINE = os.environ.get("OMICSLAKE_TEST_ENGINE", "local")
+from lakes import TEST_ENGINE, own_lake  # noqa: E402  (after the environment above)
+
 DATA = Path(__file__).parent / "data"
 
 
@@ -62,21 +63,7 @@ def lake(spark, settings):
 
 
 @pytest.fixture()
-def fresh_lake(tmp_path, monkeypatch):
+def fresh_lake(tmp_path):
     """A lake of its own (own OMICSLAKE_HOME) on the shared embedded engine."""
-    from pyspark.sql import SparkSession
-
-    from omicslake.catalog import ensure_tables
-    from omicslake.session import start_local_server
-    from omicslake.settings import load_settings
-
-    if TEST_ENGINE != "local":
-        pytest.skip("Delta I/O is tested on the local engine")
-    monkeypatch.setenv("OMICSLAKE_HOME", str(tmp_path / "home"))
-    s = load_settings()
-    _, (_, port) = start_local_server()
-    sp = SparkSession.builder.remote(f"sc://127.0.0.1:{port}").create()  # own catalog
-    sp.conf.set("spark.sql.session.timeZone", "UTC")
-    ensure_tables(sp, s)
-    yield sp, s
-    sp.stop()
+    with own_lake(tmp_path / "home") as lake:
+        yield lake

@@ -11,6 +11,7 @@ from datetime import date
 
 import pandas as pd
 import pytest
+from lakes import own_lake
 from pyspark.sql import functions as F
 
 from connectors.person_features import (
@@ -238,24 +239,11 @@ def _snapshot(state_tables) -> dict:
 
 @pytest.fixture(scope="module")
 def mpi(tmp_path_factory):
-    from pyspark.sql import SparkSession
-
     from jobs import link_persons
-    from omicslake.catalog import ensure_tables, read_table
-    from omicslake.session import start_local_server
-    from omicslake.settings import load_settings
-    from tests.conftest import TEST_ENGINE
+    from omicslake.catalog import read_table
 
-    if TEST_ENGINE != "local":
-        pytest.skip("Delta I/O is tested on the local engine")
     home = tmp_path_factory.mktemp("mpi")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OMICSLAKE_HOME", str(home / "home"))
-        settings = load_settings()
-        _, (_, port) = start_local_server()
-        spark = SparkSession.builder.remote(f"sc://127.0.0.1:{port}").create()
-        spark.conf.set("spark.sql.session.timeZone", "UTC")
-        ensure_tables(spark, settings)
+    with own_lake(home / "home") as (spark, settings):
         pop = pp.generate(N_PERSONS, seed=7)
         batch = pp.next_batch(pop, seed=8, revisits=25, new_persons=15)
         runs, snaps = [], []
@@ -265,7 +253,6 @@ def mpi(tmp_path_factory):
             runs.append(link_persons.run(spark, settings))
             snaps.append(_snapshot(lambda t: read_table(spark, settings, t)))
         yield State(spark, settings, pop, batch, runs, snaps)
-        spark.stop()
 
 
 def _pairs(groups) -> set[tuple[str, str]]:
@@ -436,22 +423,13 @@ def spark_linked(mpi, tmp_path_factory):
     on the embedded Sail engine (Spark Connect): the run, its snapshot, what it left in staging
     and the Splink views left in its session."""
     from pyarrow import fs as pafs
-    from pyspark.sql import SparkSession
 
     from jobs import link_persons
     from omicslake import staging
-    from omicslake.catalog import ensure_tables, read_table
-    from omicslake.session import start_local_server
-    from omicslake.settings import load_settings
+    from omicslake.catalog import read_table
 
     home = tmp_path_factory.mktemp("mpi-spark")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OMICSLAKE_HOME", str(home / "home"))
-        settings = load_settings()
-        _, (_, port) = start_local_server()
-        spark = SparkSession.builder.remote(f"sc://127.0.0.1:{port}").create()
-        spark.conf.set("spark.sql.session.timeZone", "UTC")
-        ensure_tables(spark, settings)
+    with own_lake(home / "home") as (spark, settings):
         _ingest(spark, settings, pp.write_feeds(mpi.pop.records, home / "batch0", "20260101090000"), "0" * 64)
         result = link_persons.run(spark, settings, backend="spark")
         snap = _snapshot(lambda t: read_table(spark, settings, t))
@@ -460,7 +438,6 @@ def spark_linked(mpi, tmp_path_factory):
                                                                    allow_not_found=True))]
         views = [t.name for t in spark.catalog.listTables() if t.name.startswith("__splink__")]
         yield result, snap, left, views
-        spark.stop()
 
 
 def _persons(snap) -> set[frozenset[str]]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from inputs import hl7_message
+from lakes import own_lake
 from net import free_port, wait_for_port
 
 pytestmark = pytest.mark.slow
@@ -25,21 +26,10 @@ MAX_BYTES = 64 * 2**20
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
     """One lake and one `omicslake api` process for the module; tokens issued in this process."""
-    from pyspark.sql import SparkSession
-
-    from omicslake.catalog import ensure_tables
     from omicslake.credentials import issue
-    from omicslake.session import start_local_server
-    from omicslake.settings import load_settings
 
     root = tmp_path_factory.mktemp("upload-client")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OMICSLAKE_HOME", str(root / "home"))
-        settings = load_settings()
-        _, (_, port) = start_local_server()
-        spark = SparkSession.builder.remote(f"sc://127.0.0.1:{port}").create()
-        spark.conf.set("spark.sql.session.timeZone", "UTC")
-        ensure_tables(spark, settings)
+    with own_lake(root / "home") as (spark, settings):
         tokens = {"county": issue(spark, settings, "CNT-S1A", "uploader").token,
                   "other": issue(spark, settings, "CNT-S2A", "uploader").token}
         _TOKENS.extend(tokens.values())
@@ -55,7 +45,6 @@ def api(tmp_path_factory):
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-            spark.stop()
     text = log.read_text(errors="replace")
     assert not any(t in text for t in tokens.values()), "a token reached the API log"
 
