@@ -22,7 +22,6 @@ unless --keep.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -36,6 +35,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
+from omicslake.checksums import sha256_file
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out" / "upload"
@@ -77,14 +78,6 @@ def reap(proc: subprocess.Popen) -> tuple[int, float]:
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     return proc.returncode, usage.ru_maxrss / 1024
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while piece := fh.read(8 << 20):
-            h.update(piece)
-    return h.hexdigest()
 
 
 def write_random(path: Path, size: int, rng: np.random.Generator) -> None:
@@ -218,11 +211,11 @@ def main() -> None:
         landed: dict[str, int] = {}
         for f in (home / "state" / "landing").rglob("*"):
             if f.is_file():
-                digest = sha256(f)
+                digest = sha256_file(f, 8 << 20)
                 landed[digest] = landed.get(digest, 0) + 1
         assert landed == dict.fromkeys(expected, 1), "a file landed twice, never, or altered"
         for path in [*(p for ps in groups.values() for p in ps), big]:
-            assert sha256(path) in expected
+            assert sha256_file(path, 8 << 20) in expected
         assert not any(partial.iterdir()), "partial uploads left behind"
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
             for r in [*results, big_result]:

@@ -10,7 +10,6 @@ does).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -18,6 +17,8 @@ import secrets
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from omicslake.checksums import sha256_file
 
 FEEDS = ("vcf", "bam", "dicom", "hl7", "fhir", "manifest")
 DAG_OF_FEED = {"vcf": "omicslake_genomics", "bam": "omicslake_genomics", "manifest": "omicslake_genomics",
@@ -132,7 +133,7 @@ class UploadStore:
         """Check the sha256 and land the file atomically; a mismatch removes it (422)."""
         upload = self.get(upload_id)
         part = self._part(upload_id)
-        digest = _sha256(part)
+        digest = sha256_file(part, 8 * CHUNK)
         if digest != upload.sha256:
             self._remove(upload_id)
             raise UploadError(422, f"sha256 mismatch: declared {upload.sha256}, received {digest}; "
@@ -172,14 +173,6 @@ def _free_name(folder: Path, filename: str, upload_id: str) -> Path:
     """The filename, or ``<id8>-filename`` when the same name already landed today."""
     target = folder / filename
     return target if not target.exists() else folder / f"{upload_id[:8]}-{filename}"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(8 * CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _write_json(path: Path, data: dict) -> None:
