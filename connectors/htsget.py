@@ -24,7 +24,6 @@ from __future__ import annotations
 import base64
 import os
 import re
-import time
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -35,6 +34,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from connectors.api_engine import TtlCache, client_address
 from connectors.contigs import normalise_contig
 from connectors.hts_index import (
     BGZF_EOF,
@@ -57,7 +57,7 @@ from omicslake.sql_gateway import Principal
 from omicslake.tiers import registry
 
 if TYPE_CHECKING:
-    from connectors.upload_api import Engine
+    from connectors.api_engine import Engine
 
 HTSGET_VERSION = "1.3.0"
 TICKET_TYPE = f"application/vnd.ga4gh.htsget.v{HTSGET_VERSION}+json; charset=utf-8"
@@ -300,29 +300,20 @@ def htsget_router(engine: Engine, settings: Settings, block_bytes: int | None = 
     """The htsget routes, sharing the API's engine (token checks, lookups, audit)."""
     limit = block_bytes or int(os.environ.get("OMICSLAKE_HTSGET_BLOCK_BYTES", 512 * 2**20))
     router = APIRouter(prefix="/htsget", tags=["htsget"])
-    objects: dict[tuple[str, str], tuple[list[HtsObject], float]] = {}
-
-    def client(request: Request) -> str:
-        return request.client.host if request.client else "unknown"
+    objects = TtlCache(CACHE_S)
 
     def authenticate(request: Request, authorization: str | None) -> Principal:
-        scheme, _, token = (authorization or "").partition(" ")
         try:
-            return engine.principal(token.strip() if scheme.lower() == "bearer" else None)
-        except AuthError as exc:
-            engine.audit.add("login", request.url.path, {"reason": str(exc)}, outcome="refused",
-                             client=client(request))
+            return engine.login(request, authorization)
+        except AuthError:
             raise HtsgetError("InvalidAuthentication", "invalid or missing bearer token") from None
 
     def lookup(kind: str, object_id: str) -> list[HtsObject]:
-        hit = objects.get((kind, object_id))
-        if hit and time.monotonic() - hit[1] < CACHE_S:
-            return hit[0]
-        found = engine.call(find_objects, kind, object_id) if SHA256.match(object_id) else []
-        if found:  # a file ingested a moment ago is found at once
-            if len(objects) > 10_000:
-                objects.clear()
-            objects[(kind, object_id)] = (found, time.monotonic())
+        found = objects.get((kind, object_id))
+        if found is None:
+            found = engine.call(find_objects, kind, object_id) if SHA256.match(object_id) else []
+            if found:  # a miss is not kept: a file ingested a moment ago is found at once
+                objects.put((kind, object_id), found)
         return found
 
     def visible(who: Principal, kind: str, object_id: str) -> HtsObject:
@@ -347,7 +338,7 @@ def htsget_router(engine: Engine, settings: Settings, block_bytes: int | None = 
         if who is not None:  # a failed login is audited as such
             engine.audit.add("htsget", object_id, {**details, "reason": exc.message, "error": exc.error},
                              center_id=obj.center_id if obj else who.center_id, principal=str(who),
-                             outcome="refused", client=client(request))
+                             outcome="refused", client=client_address(request))
         return exc.response()
 
     def ticket(kind: str, object_id: str, request: Request, authorization: str | None) -> Response:
@@ -386,7 +377,7 @@ def htsget_router(engine: Engine, settings: Settings, block_bytes: int | None = 
         urls = [url("header", 0, layout.header_end), *(url("body", u, v) for u, v in body)]
         urls.append({"url": _data_uri(layout.eof), "class": "body"})
         engine.audit.add("htsget", object_id, {**details, "urls": len(urls)}, center_id=obj.center_id,
-                         principal=str(who), client=client(request))
+                         principal=str(who), client=client_address(request))
         return JSONResponse({"htsget": {"format": obj.format, "urls": urls}}, media_type=TICKET_TYPE)
 
     @router.get("/reads/service-info", summary="htsget service-info (reads)")
@@ -442,7 +433,7 @@ def htsget_router(engine: Engine, settings: Settings, block_bytes: int | None = 
         except HtsgetError as exc:
             return refused(request, who, object_id, exc, details, obj)
         engine.audit.add("htsget", object_id, {**details, "bytes": piece.size}, center_id=obj.center_id,
-                         principal=str(who), client=client(request))
+                         principal=str(who), client=client_address(request))
         return StreamingResponse(piece.stream(), media_type="application/octet-stream",
                                  headers={"Content-Length": str(piece.size), "Cache-Control": "no-store"})
 

@@ -10,11 +10,8 @@ only its subtree's rows. Every request that acts, and every refusal, goes to ``o
 
 import asyncio
 import base64
-import hashlib
 import json
 import os
-import threading
-import time
 from dataclasses import asdict
 from typing import Annotated, Any
 
@@ -26,13 +23,13 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from starlette.requests import ClientDisconnect
 
+from connectors.api_engine import Engine, client_address
 from connectors.htsget import htsget_router
 from connectors.upload_trigger import UploadTrigger
 from connectors.uploads import Receipt, UploadError, UploadStore
 from omicslake.airflow_local import AirflowClient
-from omicslake.audit import AuditQueue
 from omicslake.catalog import read_table
-from omicslake.credentials import AuthError, authenticate
+from omicslake.credentials import AuthError
 from omicslake.persons import xref
 from omicslake.settings import Settings
 from omicslake.sql_gateway import Principal, QueryRefused, scope_query
@@ -40,46 +37,8 @@ from omicslake.tiers import registry
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,creation-with-upload,termination"
-TOKEN_CACHE_S = 30.0
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 QUARANTINE_OF_FEED = {f: f"quarantine.{f}" for f in ("vcf", "bam", "dicom", "hl7", "fhir")}
-
-
-class Engine:
-    """The lake's engine for the API: one Spark Connect session used by one request at a time
-    (token checks, SQL, receipt lookups), and the audit queue that shares its lock."""
-
-    def __init__(self, spark: SparkSession, settings: Settings):
-        self.spark, self.settings = spark, settings
-        self.lock = threading.Lock()
-        self.audit = AuditQueue(spark, settings, lock=self.lock)
-        self._tokens: dict[str, tuple[Principal, float]] = {}
-
-    def call(self, fn, *args, **kw):
-        with self.lock:
-            return fn(self.spark, self.settings, *args, **kw)
-
-    def principal(self, token: str | None) -> Principal:
-        """A token's principal; a verified token is trusted for TOKEN_CACHE_S seconds (argon2 is
-        slow by design), so a revocation takes effect within that time."""
-        key = hashlib.sha256((token or "").encode()).hexdigest()
-        hit = self._tokens.get(key)
-        if hit and time.monotonic() - hit[1] < TOKEN_CACHE_S:
-            return hit[0]
-        principal = self.call(authenticate, token)
-        self._tokens[key] = (principal, time.monotonic())
-        return principal
-
-
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
-def _bearer(authorization: str | None) -> str | None:
-    if not authorization:
-        return None
-    scheme, _, token = authorization.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else None
 
 
 def create_app(spark: SparkSession, settings: Settings, max_bytes: int | None = None) -> FastAPI:
@@ -103,10 +62,8 @@ def create_app(spark: SparkSession, settings: Settings, max_bytes: int | None = 
 
     async def principal(request: Request, authorization: str | None = Header(None)) -> Principal:
         try:
-            return await run_in_threadpool(engine.principal, _bearer(authorization))
-        except AuthError as exc:
-            engine.audit.add("login", request.url.path, {"reason": str(exc)}, outcome="refused",
-                             client=_client(request))
+            return await run_in_threadpool(engine.login, request, authorization)
+        except AuthError:
             raise HTTPException(401, "invalid or missing token", {"WWW-Authenticate": "Bearer"}) from None
 
     Who = Annotated[Principal, Depends(principal)]
@@ -114,7 +71,7 @@ def create_app(spark: SparkSession, settings: Settings, max_bytes: int | None = 
     def refuse(request: Request, who: Principal, status: int, message: str, action: str,
                target: str, center: str | None = None) -> HTTPException:
         engine.audit.add(action, target, {"reason": message}, center_id=center or who.center_id,
-                         principal=str(who), outcome="refused", client=_client(request))
+                         principal=str(who), outcome="refused", client=client_address(request))
         return HTTPException(status, message, _tus_headers())
 
     @app.get("/health", include_in_schema=False)
@@ -147,7 +104,7 @@ def create_app(spark: SparkSession, settings: Settings, max_bytes: int | None = 
             raise refuse(request, who, exc.status, str(exc), "upload", meta.get("filename", "?")) from None
         engine.audit.add("upload_start", upload.filename, {"upload_id": upload.upload_id, "feed": upload.feed,
                                                            "length": upload.length},
-                         center_id=center, principal=str(who), client=_client(request))
+                         center_id=center, principal=str(who), client=client_address(request))
         headers = {**_tus_headers(), "Location": f"/uploads/{upload.upload_id}", "Upload-Offset": "0"}
         if upload.length == 0:
             receipt = await _finish(request, who, upload.upload_id)
@@ -213,9 +170,9 @@ def create_app(spark: SparkSession, settings: Settings, max_bytes: int | None = 
             locks.pop(upload_id, None)
         engine.audit.add("upload", receipt.filename, {"receipt": receipt.receipt_id, "feed": receipt.feed,
                                                       "sha256": receipt.sha256, "bytes": receipt.size},
-                         center_id=receipt.center_id, principal=str(who), client=_client(request))
+                         center_id=receipt.center_id, principal=str(who), client=client_address(request))
         if trigger:  # in the background: the answer to the last PATCH does not wait for Airflow
-            trigger.submit(receipt, str(who), _client(request))
+            trigger.submit(receipt, str(who), client_address(request))
         return receipt
 
     @app.delete("/uploads/{upload_id}", status_code=204, summary="drop an unfinished upload (termination)")
@@ -223,7 +180,7 @@ def create_app(spark: SparkSession, settings: Settings, max_bytes: int | None = 
         upload = owned(request, who, upload_id)
         store.terminate(upload_id)
         engine.audit.add("upload_terminate", upload.filename, {"upload_id": upload_id},
-                         center_id=upload.center_id, principal=str(who), client=_client(request))
+                         center_id=upload.center_id, principal=str(who), client=client_address(request))
         return Response(status_code=204, headers=_tus_headers())
 
     # --- receipts ----------------------------------------------------------------------
@@ -257,7 +214,7 @@ def create_app(spark: SparkSession, settings: Settings, max_bytes: int | None = 
         identities = [i for i in (found or {}).get("identities", []) if i.get("center_id") in visible]
         engine.audit.add("query", "person xref", {"authority": authority, "type": type,
                                                   "found": bool(identities)},
-                         center_id=who.center_id, principal=str(who), client=_client(request))
+                         center_id=who.center_id, principal=str(who), client=client_address(request))
         if not identities:  # whether another subtree knows the identifier is not told
             raise HTTPException(404, "no person with this identifier in your centers")
         return {"person_id": found["person_id"], "identities": identities}
@@ -284,10 +241,10 @@ def create_app(spark: SparkSession, settings: Settings, max_bytes: int | None = 
                     rows = [r.asDict(recursive=True) for r in df.collect()]
         except Exception as exc:
             engine.audit.add("query", ",".join(scoped.tables), {"query": body.query}, center_id=who.center_id,
-                             principal=str(who), outcome="failed", client=_client(request))
+                             principal=str(who), outcome="failed", client=client_address(request))
             raise HTTPException(400, f"query failed: {str(exc).splitlines()[0]}") from None
         engine.audit.add("query", ",".join(scoped.tables), {"query": body.query}, center_id=who.center_id,
-                         principal=str(who), client=_client(request))
+                         principal=str(who), client=client_address(request))
         if body.format == "arrow":
             import pyarrow as pa
 
