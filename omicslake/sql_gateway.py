@@ -102,12 +102,11 @@ def _check_table(table: exp.Table, ctes: set[str], principal: Principal) -> bool
             return False
         raise QueryRefused(f"unknown table {table.name!r}: name tables as layer.table (silver.genotypes)")
     try:
-        get_table(f"{layer}.{name}")
+        contract = get_table(f"{layer}.{name}")
     except KeyError:
         raise QueryRefused(f"unknown table {layer}.{name}: `omicslake tables` lists them") from None
-    if layer in ADMIN_LAYERS and principal.role != "admin":
-        raise QueryRefused(f"{layer}.{name} is for admins only ({principal} asked)")
-    if get_table(f"{layer}.{name}").row_scope.kind == "admin" and principal.role != "admin":
+    admins_only = layer in ADMIN_LAYERS or contract.row_scope.kind == "admin"
+    if admins_only and principal.role != "admin":
         raise QueryRefused(f"{layer}.{name} is for admins only ({principal} asked)")
     return True
 
