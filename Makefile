@@ -7,15 +7,15 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 VENV := .venv
 BIN := $(VENV)/bin
-APT_TOOLS := bcftools samtools tabix
+APT_TOOLS := bcftools samtools tabix chromium chromium-driver
 
 .PHONY: help install tools uv venv demo test test-local test-classic lint bench bench-hail bench-clinical bench-imaging bench-annotate bench-link bench-upload clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-tools:  ## Debian packages the tests compare against (bcftools, samtools, tabix)
-	@missing=""; for t in bcftools samtools tabix; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+tools:  ## Debian packages the tests use: bcftools, samtools, tabix (compared against), chromium (report page)
+	@missing=""; for t in bcftools samtools tabix chromium chromedriver; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
