@@ -355,15 +355,6 @@ def with_row_meta(df: DataFrame, table: str, run_id: str, now: datetime) -> Data
             .withColumn("run_id", F.lit(run_id)).withColumn("updated_at", F.lit(now.replace(tzinfo=None))))
 
 
-def _has_parquet(uri: str) -> bool:
-    """Whether a staged folder holds any rows (an empty write may leave no file at all)."""
-    from pyarrow import fs as pafs
-
-    fs, path = pafs.FileSystem.from_uri(uri)
-    found = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-    return any(f.base_name.endswith(".parquet") and f.size for f in found)
-
-
 def _stage(spark: SparkSession, settings: Settings, table: str, rows: DataFrame,
            staged: str) -> DataFrame | None:
     """All computed rows, flagged ``_changed`` when the table lacks them with these values; an
@@ -377,7 +368,7 @@ def _stage(spark: SparkSession, settings: Settings, table: str, rows: DataFrame,
                .withColumn("run_id", F.coalesce("_run", "run_id"))
                .withColumn("updated_at", F.coalesce("_at", "updated_at")).drop("_run", "_at"))
     flagged.write.mode("overwrite").parquet(staged)
-    return spark.read.parquet(staged) if _has_parquet(staged) else None
+    return spark.read.parquet(staged) if staging.has_rows(staged) else None
 
 
 def _groups(counts: list) -> list[list[str]]:

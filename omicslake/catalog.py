@@ -12,7 +12,7 @@ import logging
 from pyspark.sql import DataFrame, SparkSession
 
 from omicslake.settings import Settings
-from schemas import ALL_TABLES, Table, get_table
+from schemas import ALL_TABLES, Table, cohort_features, get_table
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +83,20 @@ def apply_table_properties(settings: Settings, table: Table) -> None:
         log.info("%s: delta.appendOnly set", table.full_name)
 
 
+def lake_tables(settings: Settings) -> tuple[Table, ...]:
+    """Every table of the lake: the fixed contracts and one features table per cohort
+    definition in ``settings.cohorts_dir`` (named by its file, which must match its name)."""
+    from omicslake.cohort_definitions import NAME
+
+    names = sorted(p.stem for p in settings.cohorts_dir.glob("*.yaml") if NAME.match(p.stem))
+    return ALL_TABLES + tuple(cohort_features(n) for n in names)
+
+
 def ensure_tables(
-    spark: SparkSession, settings: Settings, tables: tuple[Table, ...] = ALL_TABLES
+    spark: SparkSession, settings: Settings, tables: tuple[Table, ...] | None = None
 ) -> None:
     """Create missing tables and register every ``layer.table`` name in this session."""
+    tables = lake_tables(settings) if tables is None else tables
     for layer in sorted({t.layer for t in tables}):
         spark.sql(f"CREATE SCHEMA IF NOT EXISTS {layer}")
     for table in tables:

@@ -178,20 +178,21 @@ def tables(as_json: bool) -> None:
 
     The location works in any Spark SQL client as delta.`LOCATION`.
     """
+    from omicslake.catalog import lake_tables
     from omicslake.delta_ops import adapter
-    from schemas import ALL_TABLES
 
     settings = load_settings()
+    every = lake_tables(settings)
     spark = None
     if settings.engine != "local":
         spark = _spark(settings)
     else:  # make sure every table exists; delta-rs then reads the logs without an engine
         from omicslake.catalog import _exists, table_uri
 
-        if not all(_exists(None, settings, table_uri(settings, t)) for t in ALL_TABLES):
+        if not all(_exists(None, settings, table_uri(settings, t)) for t in every):
             spark = _spark(settings)
     ad = adapter(settings, spark)
-    infos = [ad.info(t.full_name) for t in ALL_TABLES]
+    infos = [ad.info(t.full_name) for t in every]
     if as_json:
         for i in infos:
             click.echo(json.dumps(i.__dict__))

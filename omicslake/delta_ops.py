@@ -70,6 +70,9 @@ class DeltaRsAdapter:
         return TableInfo(name, layer, table_uri(self.settings, name), dt.version(), rows,
                          len(actions), list(dt.metadata().partition_columns))
 
+    def version(self, name: str) -> int:
+        return self._table(name).version()
+
     def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
         return [
             {
@@ -115,6 +118,9 @@ class SqlAdapter:
         return TableInfo(name, layer, table_uri(self.settings, name), int(version.version),
                          int(rows), int(detail.get("numFiles") or 0),
                          list(detail.get("partitionColumns") or []))
+
+    def version(self, name: str) -> int:
+        return int(self.spark.sql(f"DESCRIBE HISTORY {self._ref(name)} LIMIT 1").collect()[0].version)
 
     def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
         q = f"DESCRIBE HISTORY {self._ref(name)}" + (f" LIMIT {int(limit)}" if limit else "")

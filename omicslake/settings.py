@@ -12,6 +12,7 @@ from omicslake.errors import SettingsError
 ENGINES = ("local", "remote", "classic")
 REMOTE_SCHEMES = ("s3", "s3a", "hdfs", "abfss", "gs")
 DEMO_REGISTRY = Path(__file__).with_name("centers.demo.yaml")
+SHIPPED_COHORTS = Path(__file__).resolve().parent.parent / "cohorts"
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Settings:
     spark_master: str = "local[*]"
     principal: str = "omicslake"
     centers_file: Path = field(default_factory=lambda: DEMO_REGISTRY)
+    cohorts_dir: Path = field(default_factory=lambda: SHIPPED_COHORTS)
 
     @property
     def is_local_storage(self) -> bool:
@@ -112,4 +114,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         spark_master=env.get("OMICSLAKE_SPARK_MASTER") or "local[*]",
         principal=env.get("OMICSLAKE_PRINCIPAL") or env.get("USER") or "omicslake",
         centers_file=Path(env.get("OMICSLAKE_CENTERS") or DEMO_REGISTRY).expanduser().resolve(),
+        cohorts_dir=Path(env.get("OMICSLAKE_COHORTS") or SHIPPED_COHORTS).expanduser().resolve(),
     )

@@ -66,3 +66,21 @@ def clear(root_uri: str, key: str) -> None:
     fs, root = filesystem(root_uri)
     if fs.get_file_info(f"{root}/{key}").type != pafs.FileType.NotFound:
         fs.delete_dir(f"{root}/{key}")
+
+
+def has_rows(uri: str) -> bool:
+    """Whether a staged folder holds a non-empty Parquet file: an engine may write no file at
+    all for an empty DataFrame (Sail does), so the folder alone proves nothing."""
+    fs, path = filesystem(uri)
+    found = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    return any(f.base_name.endswith(".parquet") and f.size for f in found)
+
+
+def materialise(spark, df, uri: str):
+    """Write ``df`` to Parquet at ``uri`` and read it back: cuts a long lineage (Sail caches
+    nothing) and gives MERGE a plain source. An empty result reads back as an empty frame of
+    the same schema."""
+    df.write.mode("overwrite").parquet(uri)
+    if has_rows(uri):
+        return spark.read.schema(df.schema).parquet(uri)
+    return spark.createDataFrame([], df.schema)

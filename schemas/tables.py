@@ -902,14 +902,17 @@ IMAGING_STUDIES = Table(
 
 COHORT_DEFINITIONS = Table(
     "gold",
-    "cohort_definitions",
+    "cohort_definition",
     (
         col("cohort_definition_id", LONG, True),
-        col("name", STRING, True),
+        col("name", STRING, True, "the definition file's name (cohorts/<name>.yaml)"),
+        col("title", STRING, True),
         col("description", STRING),
-        col("criteria_sql", STRING, True),
+        col("definition_text", STRING, True, "the YAML as published"),
+        col("checksum", STRING, True, "sha256 of the validated definition (comments do not count)"),
+        col("updated_at", TIMESTAMP, True),
     ),
-    "What each published cohort means.",
+    "What each published cohort means: the definition as last published.",
     keys=("cohort_definition_id",),
     access=RowScope("shared"),
 )
@@ -919,14 +922,95 @@ COHORT = Table(
     "cohort",
     (
         col("cohort_definition_id", LONG, True),
-        col("subject_id", STRING, True, "person_id"),
-        col("cohort_start_date", DATE, True),
-        col("cohort_end_date", DATE),
+        col("subject_id", STRING, True, "person_id (silver.persons)"),
+        col("cohort_start_date", DATE, True, "the index event's date"),
+        col("cohort_end_date", DATE, True),
+        col("center_id", STRING, True, "center of the index event"),
     ),
-    "OMOP-style cohort membership.",
+    "OMOP-style cohort membership: one row per person and cohort. Each build of a cohort is one "
+    "Delta version, recorded in gold.cohort_versions (read it back with VERSION AS OF).",
     partition_by=("cohort_definition_id",),
     keys=("cohort_definition_id", "subject_id"),
 )
+
+COHORT_VERSIONS = Table(
+    "gold",
+    "cohort_versions",
+    (
+        col("cohort_definition_id", LONG, True),
+        col("name", STRING, True),
+        col("version", LONG, True, "the gold.cohort Delta version this build committed"),
+        col("checksum", STRING, True, "gold.cohort_definition checksum of the definition built"),
+        col("inputs_json", STRING, True, "Delta version of every input table read"),
+        col("members", LONG, True),
+        col("features_version", LONG, doc="Delta version of gold.cohort_<name>_features it wrote"),
+        col("run_id", STRING, True),
+        col("published_at", TIMESTAMP, True),
+    ),
+    "One row per cohort publication, so a paper can cite 'cohort X, version N' and get the same "
+    "rows back. A rebuild with the same members commits nothing and keeps the version: a new "
+    "definition checksum is then a second row for that version.",
+    keys=("cohort_definition_id", "version", "checksum"),
+    access=RowScope("shared"),
+)
+
+COHORT_INCLUSION_STATS = Table(
+    "gold",
+    "cohort_inclusion_stats",
+    (
+        col("cohort_definition_id", LONG, True),
+        col("version", LONG, True, "gold.cohort_versions.version these counts describe"),
+        col("rule_sequence", INT, True, "0 index event, 1 observation window, then each rule in order"),
+        col("rule_name", STRING, True),
+        col("rule_kind", STRING, True, "index | observation | inclusion | exclusion"),
+        col("scope", STRING, True, "all | center | tier"),
+        col("center_id", STRING, True, "the index event's center, or 'all'"),
+        col("tier", STRING, True, "that center's tier, or 'all'"),
+        col("persons", LONG, True, "persons left after this rule"),
+        col("events", LONG, True, "index events left after this rule"),
+    ),
+    "Attrition: what is left after each rule, overall, per center and per tier, at person and "
+    "index-event level.",
+    keys=("cohort_definition_id", "version", "rule_sequence", "scope", "center_id", "tier"),
+    access=RowScope("scope_or_all", "center_id"),
+)
+
+LATEST_LAB = T.StructType([
+    T.StructField("loinc_code", T.StringType()),
+    T.StructField("value", T.DoubleType()),
+    T.StructField("unit", T.StringType()),
+    T.StructField("effective_time", T.TimestampType()),
+])
+
+
+def cohort_features(name: str) -> Table:
+    """``gold.cohort_<name>_features``: one row per member of one cohort."""
+    return Table(
+        "gold",
+        f"cohort_{name}_features",
+        (
+            col("cohort_definition_id", LONG, True),
+            col("subject_id", STRING, True),
+            col("center_id", STRING, True, "center of the index event"),
+            col("tier", STRING, True),
+            col("cohort_start_date", DATE, True),
+            col("cohort_end_date", DATE, True),
+            col("sex", STRING, doc="M, F, O, U: the most frequent across the person's identities"),
+            col("birth_year", INT),
+            col("age_at_index", INT),
+            col("diagnoses", T.ArrayType(STRING), doc="distinct ICD-10 categories (3 characters), sorted"),
+            col("latest_labs", T.ArrayType(LATEST_LAB), doc="latest result per LOINC code the "
+                "definition names (rules and features.labs), as of any time"),
+            col("genotyped", BOOL, True, "the person has a sample in silver.samples"),
+            col("carrier", T.MapType(STRING, BOOL), doc="per gene of the definition's genomic rules: "
+                "carries a variant that meets the rule"),
+            col("imaging_studies", LONG, True, "silver.imaging_studies of the person"),
+            col("medications", T.ArrayType(STRING), doc="distinct ATC or RxNorm codes, sorted"),
+        ),
+        f"Features of the members of cohort {name}, rebuilt with each publication.",
+        keys=("subject_id",),
+    )
+
 
 # --- quarantine ------------------------------------------------------------------------------
 
@@ -975,6 +1059,8 @@ ALL_TABLES: tuple[Table, ...] = (
     IMAGING_STUDIES,
     COHORT_DEFINITIONS,
     COHORT,
+    COHORT_VERSIONS,
+    COHORT_INCLUSION_STATS,
     QUARANTINE_VCF,
     QUARANTINE_HL7,
     QUARANTINE_FHIR,
