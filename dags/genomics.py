@@ -1,4 +1,4 @@
-"""Genomics pipeline: centers -> VCF and BAM/CRAM ingest (mapped per batch) -> silver -> cohorts.
+"""Genomics pipeline: centers -> VCF and BAM/CRAM ingest (mapped per batch) -> silver.
 
 Thin wiring only; the work lives in ``jobs/`` and ``quality/``.
 """
@@ -12,7 +12,7 @@ from omicslake.airflow_support import DEFAULT_ARGS, run_job, run_quality
 
 SILVER = ["silver.samples", "silver.variants", "silver.genotypes", "silver.structural_variants",
           "silver.reference_blocks", "silver.alignment_qc", "bronze.vcf_variants", "ops.centers"]
-GOLD = ["gold.cohort", "gold.cohort_definitions", "ops.ingest_runs"]
+RUNS = ["ops.ingest_runs"]
 
 
 @dag(
@@ -70,12 +70,8 @@ def omicslake_genomics():
         return run_quality(SILVER)
 
     @task
-    def build_cohorts() -> dict:
-        return run_job("build_cohorts")
-
-    @task
-    def check_gold() -> dict:
-        return run_quality(GOLD)
+    def check_runs() -> dict:
+        return run_quality(RUNS)
 
     centers = register_centers()
     ingested = ingest_vcf.expand(batch=plan_batches())
@@ -84,7 +80,7 @@ def omicslake_genomics():
     silver = check_silver()
     ingested >> clean_variants() >> silver
     aligned >> silver
-    silver >> build_cohorts() >> check_gold()
+    silver >> check_runs()
 
 
 omicslake_genomics()

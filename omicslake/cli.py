@@ -580,24 +580,25 @@ def serve(port: int, host: str) -> None:
 
 
 @main.command()
-@click.option("--samples", default=8, show_default=True, help="Samples per center.")
-@click.option("--sites", default=300, show_default=True, help="Sites per VCF.")
-def demo(samples: int, sites: int) -> None:
-    """Run the whole pipeline on generated data for a four-tier network of centers.
+@click.option("--persons", default=200, show_default=True, help="Persons in the generated population.")
+@click.option("--sites", default=300, show_default=True, help="Random background sites in the VCF.")
+def demo(persons: int, sites: int) -> None:
+    """Run the whole pipeline on one generated population of a four-tier network.
 
-    Generates VCFs and sample manifests for four centers (provincial, city and county tiers
-    under the national center), runs the omicslake_genomics Airflow DAG with dag.test()
-    (centers, ingest, silver, quality, cohorts) and prints the table row counts. Running it
-    again ingests nothing twice.
+    Persons registered at a county (HL7 v2 files), a city (HL7 v2 over MLLP, DICOM by
+    C-STORE) and a provincial hospital (FHIR R4 Bundles), part of them sequenced at the
+    national center (VCF + manifest, one BAM), some with lung or breast/ovarian cancer, type 2
+    diabetes or a stroke. Runs the genomics, clinical, imaging, curation and cohorts DAGs with
+    dag.test() and prints the table row counts. Running it again ingests nothing twice.
     """
     from omicslake.demo import run_demo
 
     settings = load_settings()
-    summary = run_demo(settings, echo=lambda m: click.echo(m, err=True), samples=samples, sites=sites)
+    summary = run_demo(settings, echo=lambda m: click.echo(m, err=True), persons=persons, sites=sites)
     click.echo(f"\ndemo finished in {summary['seconds']} s; lake at {settings.lake_root}")
     for name, n in summary["tables"].items():
         click.echo(f"  {name:<28} {n:>8} rows")
-    click.echo('\ntry: omicslake sql "SELECT * FROM gold.cohort LIMIT 5"')
+    click.echo('\ntry: omicslake sql "SELECT * FROM silver.conditions LIMIT 5"')
 
 
 @main.command()
@@ -945,6 +946,115 @@ def person_xref(authority, identifier, id_type, as_json) -> None:
     click.echo(f"person {found['person_id']}")
     for i in found["identities"]:
         click.echo("  " + "  ".join(f"{k}={v}" for k, v in i.items()))
+
+
+@main.group()
+def cohort() -> None:
+    """Specialty-disease cohorts: definitions in cohorts/*.yaml, published to gold.
+
+    \b
+    A definition names an index event, inclusion and exclusion rules (ICD-10 diagnoses,
+    LOINC labs with UCUM units, genes with ClinVar significance or a variant, imaging
+    modality/body part, age and sex, ATC/RxNorm medications), an observation window, an end
+    strategy and a center subtree. `build` publishes gold.cohort, gold.cohort_inclusion_stats
+    and gold.cohort_<name>_features; each publication is a Delta version you can cite and
+    read back with `show --version N`. OMICSLAKE_COHORTS points at another definitions folder.
+    """
+
+
+@cohort.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per cohort.")
+def cohort_list(as_json: bool) -> None:
+    """Every definition, its latest published version and whether it is current."""
+    from omicslake.cohort_definitions import load_all
+    from omicslake.cohort_reads import publications
+
+    settings = load_settings()
+    loaded = load_all(settings.cohorts_dir)
+    spark = _spark(settings)
+    for d in loaded:
+        pubs = publications(spark, settings, d.definition.id)
+        last = pubs[-1] if pubs else None
+        state = ("never built" if last is None else
+                 "current" if last.checksum == d.definition.checksum() else "definition changed since")
+        row = {"id": d.definition.id, "name": d.name, "title": d.definition.title, "state": state,
+               "version": last and last.version, "members": last and last.members,
+               "published_at": last and last.published_at}
+        if as_json:
+            click.echo(json.dumps(row))
+        else:
+            at = f"version {last.version}, {last.members} members, {last.published_at}" if last else "-"
+            click.echo(f"{d.definition.id:>3}  {d.name:<24} {state:<26} {at}")
+
+
+@cohort.command("build")
+@click.argument("names", nargs=-1)
+@click.option("--all", "build_all", is_flag=True, help="Every definition in the folder.")
+@click.option("--force", is_flag=True, help="Rebuild even when the definition and inputs are unchanged.")
+def cohort_build(names: tuple[str, ...], build_all: bool, force: bool) -> None:
+    """Build and publish NAMES (or --all): a cohort whose definition and inputs have not changed
+    since its last publication is skipped."""
+    from jobs import build_cohorts
+
+    if not names and not build_all:
+        raise InputError("name the cohorts to build, or give --all (see `omicslake cohort list`)")
+    settings = load_settings()
+    spark = _spark(settings)
+    with _status(f"building {', '.join(names) or 'every cohort'}"):
+        r = build_cohorts.run(spark, settings, list(names) or None, force=force)
+    click.echo(r.summary())
+    for name, d in r.details.items():
+        click.echo(f"  {name:<24} {d['status']:<10} version {d['version']}  {d['members']} members")
+
+
+@cohort.command("show")
+@click.argument("name")
+@click.option("--version", "version", type=int, help="A published version (default: the latest).")
+@click.option("--limit", type=int, default=50, show_default=True, help="Members to print (0: all).")
+@click.option("--json", "as_json", is_flag=True, help="Print the members as JSON lines.")
+def cohort_show(name: str, version: int | None, limit: int, as_json: bool) -> None:
+    """The members of cohort NAME as published in VERSION (Delta time travel on gold.cohort)."""
+    from omicslake.cohort_definitions import find
+    from omicslake.cohort_reads import members, publication
+
+    settings = load_settings()
+    loaded = find(name, settings.cohorts_dir)
+    spark = _spark(settings)
+    pub = publication(spark, settings, loaded, version)
+    rows = members(spark, settings, pub)
+    rows = rows.limit(limit) if limit else rows
+    if as_json:
+        for r in rows.collect():
+            click.echo(json.dumps(r.asDict(), default=str))
+        return
+    click.echo(f"cohort {name}, version {pub.version}: {pub.members} members "
+               f"(definition {pub.checksum[:12]}, published {pub.published_at})")
+    for r in rows.collect():
+        click.echo(f"  {r.subject_id}  {r.cohort_start_date} .. {r.cohort_end_date}  {r.center_id}")
+
+
+@cohort.command("report")
+@click.argument("name")
+@click.option("--version", "version", type=int, help="A published version (default: the latest).")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="HTML file (default: STATE/reports/NAME-vN.html).")
+def cohort_report(name: str, version: int | None, out: str | None) -> None:
+    """Write one self-contained HTML page: attrition, age/sex pyramid, centers and tiers, and
+    the carrier frequency of the definition's genes."""
+    from pathlib import Path
+
+    from omicslake.cohort_definitions import find
+    from omicslake.cohort_reads import publication, report_data
+    from omicslake.cohort_report import write_report
+
+    settings = load_settings()
+    loaded = find(name, settings.cohorts_dir)
+    spark = _spark(settings)
+    pub = publication(spark, settings, loaded, version)
+    path = Path(out) if out else settings.state_dir / "reports" / f"{name}-v{pub.version}.html"
+    with _status(f"summarising cohort {name} version {pub.version}"):
+        write_report(report_data(spark, settings, loaded, pub), path)
+    click.echo(f"report of cohort {name}, version {pub.version} ({pub.members} members): {path}")
 
 
 if __name__ == "__main__":

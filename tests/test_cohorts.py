@@ -475,3 +475,55 @@ def test_center_scope_limits_index_events(cohort_lake, tmp_path):
     bad = parse_definition(south.read_text().replace("centers: PRV-S", "centers: PRV-X"), "x")
     with pytest.raises(CohortDefinitionError, match="PRV-X"):
         build_cohorts.attrition_steps(spark, scoped, bad)
+
+
+# --- the CLI -------------------------------------------------------------------------------
+
+
+def omicslake(*args: str) -> str:
+    from click.testing import CliRunner
+
+    from omicslake.cli import main
+
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_cli_list_show_and_versions(cohort_lake):
+    spark, settings, _ = cohort_lake
+    listed = {
+        json.loads(line)["name"]: json.loads(line)
+        for line in omicslake("cohort", "list", "--json").splitlines()
+        if line.startswith("{")
+    }
+    assert listed["stroke_imaging"]["state"] == "current" and listed["stroke_imaging"]["members"] == 1
+    shown = [
+        json.loads(line)
+        for line in omicslake("cohort", "show", "stroke_imaging", "--json").splitlines()
+        if line.startswith("{")
+    ]
+    assert [(r["subject_id"], r["cohort_start_date"], r["cohort_end_date"]) for r in shown] == [
+        ("P7", "2025-05-01", "2026-05-01")
+    ]
+    from click.testing import CliRunner
+
+    from omicslake.cli import main
+
+    missing = CliRunner().invoke(main, ["cohort", "show", "stroke_imaging", "--version", "999"])
+    assert missing.exit_code == 2 and "has no version 999 (published: " in missing.output
+    unknown = CliRunner().invoke(main, ["cohort", "show", "nope"])
+    assert unknown.exit_code == 2 and "no cohort 'nope'" in unknown.output
+
+
+def test_cli_report_draws_the_published_numbers(cohort_lake, tmp_path):
+    import re
+
+    out = tmp_path / "hboc.html"
+    printed = omicslake("cohort", "report", "hboc_brca", "--out", str(out))
+    assert str(out) in printed
+    html = out.read_text()
+    assert "cohort hboc_brca, version" in html
+    carriers = dict(re.findall(r'data-label="(BRCA[12])"[^>]*data-value="([0-9.]+)"', html))
+    assert carriers == {"BRCA1": "0", "BRCA2": "100"}
+    assert 'data-label="CTY-S1"' in html and not re.search(r'(src|href)="https?:', html)

@@ -49,8 +49,14 @@ def test_dag_files_hold_no_business_logic():
 def test_genomics_dag_order(dagbag):
     dag = dagbag.get_dag("omicslake_genomics")
     assert dag.get_task("clean_variants").upstream_task_ids == {"ingest_vcf"}
-    assert dag.get_task("build_cohorts").upstream_task_ids == {"check_silver"}
-    assert dag.get_task("check_gold").upstream_task_ids == {"build_cohorts"}
+    assert dag.get_task("check_runs").upstream_task_ids == {"check_silver"}
+
+
+def test_cohorts_dag_builds_each_definition_one_at_a_time(dagbag):
+    dag = dagbag.get_dag("omicslake_cohorts")
+    assert dag.get_task("build").upstream_task_ids == {"plan"}
+    assert dag.get_task("build").max_active_tis_per_dag == 1
+    assert dag.get_task("check_gold").upstream_task_ids == {"build"}
 
 
 def test_clinical_and_imaging_dag_order(dagbag):
