@@ -59,6 +59,16 @@ def test_the_rewrite_names_only_the_subtree():
     assert "WHERE" not in shared.sql
 
 
+def test_cohort_tables_are_scoped_to_the_subtree():
+    county = Principal("CNT-S1A")
+    for table in ("gold.cohort", "gold.cohort_t2d_hba1c_features"):
+        assert "IN ('CNT-S1A')" in scope_query(f"SELECT * FROM {table}", county, NET).sql
+    stats = scope_query("SELECT * FROM gold.cohort_inclusion_stats", county, NET).sql
+    assert "'all'" in stats and "'CNT-S1A'" in stats
+    for shared in ("gold.cohort_versions", "gold.cohort_definition"):
+        assert "WHERE" not in scope_query(f"SELECT * FROM {shared}", county, NET).sql
+
+
 def _rows(spark, settings):
     from omicslake.writes import append
     from schemas import get_table
