@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from connectors.mllp import END, frame  # noqa: E402
+from omicslake.net import free_port  # noqa: E402
 
 
 def oru(i: int) -> str:
@@ -37,11 +38,6 @@ def oru(i: int) -> str:
         "OBX|2|NM|2345-7^Glucose^LN||6.2|mmol/L^mmol/L^UCUM|3.9-6.1|H|||F",
     ]) + "\r"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_cli(env: dict, *args: str) -> tuple[float, str]:

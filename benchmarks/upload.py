@@ -27,7 +27,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ import httpx
 import numpy as np
 
 from omicslake.checksums import sha256_file
+from omicslake.net import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out" / "upload"
@@ -55,22 +55,7 @@ print(json.dumps({c: issue(spark, s, c, "uploader").token for c in sys.argv[1:]}
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
-
-def wait_for_port(port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 def reap(proc: subprocess.Popen) -> tuple[int, float]:

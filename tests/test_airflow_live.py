@@ -19,7 +19,8 @@ import httpx
 import psutil
 import pytest
 from inputs import hl7_message
-from net import free_port, wait_for_port
+
+from omicslake.net import free_port, wait_for_port
 
 GENOMICS, CLINICAL = "omicslake_genomics", "omicslake_clinical"
 

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from net import free_port
+
+from omicslake.net import free_port
 
 OMICSLAKE = [sys.executable, "-m", "omicslake.cli"]
 DATA_TABLES = ["bronze.vcf_variants", "quarantine.vcf", "silver.samples", "silver.variants",

@@ -13,7 +13,8 @@ from connectors.hl7 import read_header, split_messages
 from connectors.ucum import to_ucum
 from jobs import build_clinical, ingest_fhir, ingest_hl7
 from omicslake.pseudonym import person_id
-from tests.conftest import DATA
+
+DATA = Path(__file__).parent / "data"
 
 KEY = b"unit-test-key-" + b"0" * 32
 

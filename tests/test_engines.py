@@ -41,7 +41,7 @@ def test_remote_profile_against_a_standalone_sail_server(tmp_path):
     import sys
     from pathlib import Path
 
-    from net import free_port, wait_for_port
+    from omicslake.net import free_port, wait_for_port
 
     if os.environ.get("OMICSLAKE_TEST_ENGINE", "local") != "local":
         pytest.skip("runs with the local suite")

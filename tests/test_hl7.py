@@ -11,11 +11,11 @@ import threading
 from pathlib import Path
 
 import pytest
-from net import free_port, wait_for_port
 
 from connectors.hl7 import HL7Error, ack, hl7_timestamp, parse, read_header, split_messages
 from connectors.mllp import END, START, frame
 from jobs import ingest_hl7
+from omicslake.net import free_port, wait_for_port
 
 DATA = Path(__file__).parent / "data" / "hl7"
 

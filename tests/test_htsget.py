@@ -20,12 +20,12 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
-from net import free_port, wait_for_port
 
 from connectors.hts_index import SliceError, bgzf_compress, bgzf_slice, byte_slice, load_bin_index, split
 from connectors.htsget import HtsObject, layout_of
 from omicslake.demo_bam import make_bam
 from omicslake.demo_data import REGIONS, make_vcf
+from omicslake.net import free_port, wait_for_port
 
 pytestmark = pytest.mark.skipif(shutil.which("bcftools") is None or shutil.which("samtools") is None,
                                 reason="bcftools and samtools come from Debian packages (`make install`)")

@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import pytest
-from net import free_port
 
 from omicslake.demo_data import make_demo_inputs
+from omicslake.net import free_port
 
 
 @pytest.fixture(scope="module")

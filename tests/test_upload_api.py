@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 from inputs import hl7_message
-from net import free_port, wait_for_port
+
+from omicslake.net import free_port, wait_for_port
 
 MAX_BYTES = 2_000_000
 

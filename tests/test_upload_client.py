@@ -17,7 +17,8 @@ import httpx
 import pytest
 from inputs import hl7_message
 from lakes import own_lake
-from net import free_port, wait_for_port
+
+from omicslake.net import free_port, wait_for_port
 
 pytestmark = pytest.mark.slow
 MAX_BYTES = 64 * 2**20

@@ -1,4 +1,7 @@
-"""Loopback helpers for tests that start real servers."""
+"""Loopback helpers for whatever starts a real server and must wait for it: the demo, the
+tests and the benchmarks."""
+
+from __future__ import annotations
 
 import socket
 import time
