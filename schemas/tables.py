@@ -352,7 +352,7 @@ REFERENCE_SOURCES = Table(
     "ops",
     "reference_sources",
     (
-        col("source", STRING, True, "gtf | clinvar | gnomad"),
+        col("source", STRING, True, "gtf | clinvar | gnomad | pharmcat"),
         col("release", STRING, True, "given, else from the header (ClinVar ##fileDate, GENCODE "
             "version), else from the file name"),
         col("build", STRING, doc="GRCh37 | GRCh38, from the header when it says"),
@@ -1012,6 +1012,146 @@ def cohort_features(name: str) -> Table:
     )
 
 
+# --- pharmacogenomics -------------------------------------------------------------------------
+
+PGX_RELEASE = col("release", STRING, True, "PharmCAT commit and definitions version (ops.reference_sources)")
+
+PGX_POSITIONS = Table(
+    "silver",
+    "pgx_positions",
+    (
+        col("gene", STRING, True),
+        col("contig", STRING, True),
+        col("pos", LONG, True, "GRCh38, VCF orientation"),
+        col("rsid", STRING),
+        col("ref", STRING, True),
+        col("alts", T.ArrayType(STRING), True),
+        PGX_RELEASE,
+    ),
+    "Every allele-defining position of the pharmacogenes (PharmCAT), per release.",
+    keys=("gene", "pos", "release"),
+    access=RowScope("shared"),
+)
+
+PGX_ALLELES = Table(
+    "silver",
+    "pgx_alleles",
+    (
+        col("gene", STRING, True),
+        col("allele", STRING, True, "named allele (*2, c.1905+1G>A (*2A), rs9923231 variant (T))"),
+        col("function", STRING, doc="CPIC allele function"),
+        col("activity_value", STRING),
+        col("score", INT, True, "defining positions (the more specific allele wins a tie)"),
+        col("is_reference", BOOL, True),
+        col("defining", T.MapType(LONG, STRING), True, "position -> base it defines"),
+        PGX_RELEASE,
+    ),
+    "Named alleles of the pharmacogenes (PharmCAT/PharmVar/CPIC), per release.",
+    keys=("gene", "allele", "release"),
+    access=RowScope("shared"),
+)
+
+PGX_GUIDANCE = Table(
+    "silver",
+    "pgx_guidance",
+    (
+        col("drug", STRING, True),
+        col("gene", STRING, True),
+        col("phenotype", STRING, True),
+        col("recommendation", STRING, True),
+        col("classification", STRING, True, "CPIC strength: Strong | Moderate | Optional"),
+        col("actionable", BOOL, True, "departs from standard prescribing"),
+        col("guideline", STRING, True, "the CPIC guideline behind the row"),
+        col("url", STRING, True),
+        col("atc", STRING, doc="WHO ATC code of the drug"),
+        col("rxnorm", STRING, doc="RxNorm ingredient of the drug"),
+        PGX_RELEASE,
+    ),
+    "CPIC gene-drug guidance per phenotype (reference/cpic/guidance.csv).",
+    keys=("drug", "gene", "phenotype", "release"),
+    access=RowScope("shared"),
+)
+
+PGX_DIPLOTYPES = Table(
+    "silver",
+    "pgx_diplotypes",
+    (
+        col("person_id", STRING, True),
+        col("gene", STRING, True),
+        col("status", STRING, True, "called | partial (positions missing, called from the rest) | "
+            "ambiguous (equal fits with different phenotypes) | uncallable"),
+        col("diplotype", STRING),
+        col("allele1", STRING),
+        col("allele2", STRING),
+        col("phenotype", STRING, doc="CPIC phenotype of the diplotype (Indeterminate when unmapped)"),
+        col("activity_score", STRING),
+        col("phased", BOOL, doc="matched per chromosome (every heterozygous call phased)"),
+        col("positions_called", INT, True),
+        col("positions_total", INT, True),
+        col("missing_positions", T.ArrayType(STRING), doc="rsids (or contig:pos) with no call: no-calls, "
+            "never taken as reference"),
+        col("alternatives", T.ArrayType(STRING), doc="other diplotypes that fit equally well"),
+        col("reason", STRING, doc="why the gene is partial, ambiguous or uncallable"),
+        col("sample_ids", T.ArrayType(STRING), doc="samples whose calls were used"),
+        col("centers", T.ArrayType(STRING), doc="centers that sent those samples"),
+        PGX_RELEASE,
+        col("run_id", STRING, True),
+        col("updated_at", TIMESTAMP, True),
+    ),
+    "One row per genotyped person and pharmacogene: the best pair of named alleles for the calls "
+    "at the defining positions (VCF records and gVCF reference blocks), and the CPIC phenotype.",
+    keys=("person_id", "gene"),
+    access=RowScope("centers", "centers"),
+)
+
+PGX_RECOMMENDATIONS = Table(
+    "gold",
+    "pgx_recommendations",
+    (
+        col("person_id", STRING, True),
+        col("drug", STRING, True),
+        col("gene", STRING, True),
+        col("diplotype", STRING, True),
+        col("phenotype", STRING, True),
+        col("recommendation", STRING, True),
+        col("classification", STRING, True),
+        col("actionable", BOOL, True),
+        col("guideline", STRING, True),
+        col("url", STRING, True),
+        col("centers", T.ArrayType(STRING)),
+        PGX_RELEASE,
+        col("updated_at", TIMESTAMP, True),
+    ),
+    "CPIC guidance for each person's called phenotypes (silver.pgx_diplotypes x silver.pgx_guidance).",
+    keys=("person_id", "drug", "gene"),
+    access=RowScope("centers", "centers"),
+)
+
+MEDICATION_ALERTS = Table(
+    "gold",
+    "medication_alerts",
+    (
+        col("medication_id", STRING, True, "silver.medications row that triggered it"),
+        col("person_id", STRING, True),
+        col("center_id", STRING, True, "center of the prescription"),
+        col("drug", STRING, True),
+        col("medication_code", STRING),
+        col("code_system", STRING),
+        col("prescribed_at", TIMESTAMP),
+        col("gene", STRING, True),
+        col("diplotype", STRING, True),
+        col("phenotype", STRING, True),
+        col("recommendation", STRING, True),
+        col("guideline", STRING, True),
+        col("run_id", STRING, True),
+        col("created_at", TIMESTAMP, True),
+    ),
+    "A prescription of a drug whose CPIC guidance is actionable for the person's phenotype "
+    "(for example clopidogrel for a CYP2C19 poor metabolizer).",
+    keys=("medication_id", "gene"),
+)
+
+
 # --- quarantine ------------------------------------------------------------------------------
 
 QUARANTINE_VCF = quarantine("vcf", "VCF/BCF records and manifests that could not be accepted.")
@@ -1061,6 +1201,12 @@ ALL_TABLES: tuple[Table, ...] = (
     COHORT,
     COHORT_VERSIONS,
     COHORT_INCLUSION_STATS,
+    PGX_POSITIONS,
+    PGX_ALLELES,
+    PGX_GUIDANCE,
+    PGX_DIPLOTYPES,
+    PGX_RECOMMENDATIONS,
+    MEDICATION_ALERTS,
     QUARANTINE_VCF,
     QUARANTINE_HL7,
     QUARANTINE_FHIR,
