@@ -1,4 +1,5 @@
-"""Curation: link every source identity to one person, then annotate variants.
+"""Curation: link every source identity to one person, annotate variants, then re-call the
+pharmacogenes (their person ids and the medications they are checked against follow linkage).
 
 Thin wiring only; the work lives in ``jobs/link_persons.py`` and ``jobs/annotate_variants.py``.
 """
@@ -46,7 +47,11 @@ def omicslake_curation():
     def check_annotations() -> dict:
         return run_quality(["silver.variant_annotations", "silver.variant_stats", "ops.reference_sources"])
 
-    link_persons() >> check_persons() >> annotate_variants() >> check_annotations()
+    @task
+    def call_pgx() -> dict:
+        return run_job("call_pgx")
+
+    link_persons() >> check_persons() >> annotate_variants() >> check_annotations() >> call_pgx()
 
 
 omicslake_curation()

@@ -1,4 +1,4 @@
-"""Genomics pipeline: centers -> VCF and BAM/CRAM ingest (mapped per batch) -> silver.
+"""Genomics pipeline: centers -> VCF and BAM/CRAM ingest (mapped per batch) -> silver -> pharmacogenes.
 
 Thin wiring only; the work lives in ``jobs/`` and ``quality/``.
 """
@@ -13,6 +13,7 @@ from omicslake.airflow_support import DEFAULT_ARGS, run_job, run_quality
 SILVER = ["silver.samples", "silver.variants", "silver.genotypes", "silver.structural_variants",
           "silver.reference_blocks", "silver.alignment_qc", "bronze.vcf_variants", "ops.centers"]
 RUNS = ["ops.ingest_runs"]
+PGX = ["silver.pgx_diplotypes", "gold.pgx_recommendations", "gold.medication_alerts"]
 
 
 @dag(
@@ -70,8 +71,12 @@ def omicslake_genomics():
         return run_quality(SILVER)
 
     @task
+    def call_pgx() -> dict:
+        return run_job("call_pgx")
+
+    @task
     def check_runs() -> dict:
-        return run_quality(RUNS)
+        return run_quality(RUNS + PGX)
 
     centers = register_centers()
     ingested = ingest_vcf.expand(batch=plan_batches())
@@ -80,7 +85,7 @@ def omicslake_genomics():
     silver = check_silver()
     ingested >> clean_variants() >> silver
     aligned >> silver
-    silver >> check_runs()
+    silver >> call_pgx() >> check_runs()
 
 
 omicslake_genomics()

@@ -1057,5 +1057,63 @@ def cohort_report(name: str, version: int | None, out: str | None) -> None:
     click.echo(f"report of cohort {name}, version {pub.version} ({pub.members} members): {path}")
 
 
+@main.group()
+def pgx() -> None:
+    """Pharmacogenomics: diplotypes, CPIC recommendations and medication alerts.
+
+    \b
+    Ten pharmacogenes are called from PharmCAT's allele definitions (reference/pharmcat):
+    CYP2B6, CYP2C19, CYP2C9, CYP3A5, DPYD, NUDT15, SLCO1B1, TPMT, UGT1A1 and VKORC1. A defining
+    position with no call (no VCF record or gVCF block covering it) is a no-call, never taken
+    as reference; such genes are 'partial' or 'uncallable', with the reason.
+    """
+
+
+@pgx.command("call")
+def pgx_call() -> None:
+    """Call every genotyped person's pharmacogenes and refresh recommendations and alerts."""
+    from jobs import call_pgx
+
+    settings = load_settings()
+    spark = _spark(settings)
+    with _status("calling pharmacogenes"):
+        r = call_pgx.run(spark, settings)
+    click.echo(r.summary())
+    d = r.details
+    click.echo("diplotypes: " + ", ".join(f"{k} {v}" for k, v in sorted(d["diplotypes"].items())))
+    click.echo(f"recommendations: {d['recommendations']}; medication alerts: {d['alerts']}")
+    for line in d["not_called"]:
+        click.echo(f"  not called: {line}")
+
+
+@pgx.command("show")
+@click.argument("person_id", required=False)
+@click.option("--sample", "sample_id", help="A sample id instead of a person (silver.samples).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def pgx_show(person_id: str | None, sample_id: str | None, as_json: bool) -> None:
+    """One person's genes, diplotypes, phenotypes and CPIC recommendations."""
+    from omicslake.pgx_reads import person_pgx
+
+    if bool(person_id) == bool(sample_id):
+        raise InputError("give a PERSON_ID or --sample SAMPLE_ID (one of them)")
+    settings = load_settings()
+    spark = _spark(settings)
+    found = person_pgx(spark, settings, person_id, sample_id)
+    if as_json:
+        click.echo(json.dumps(found, default=str))
+        return
+    click.echo(f"person {found['person_id']} (samples: {', '.join(found['samples']) or 'none'})")
+    for g in found["genes"]:
+        call = g["diplotype"] or "-"
+        click.echo(f"  {g['gene']:<8} {call:<28} {g['phenotype'] or '-':<32} {g['status']}"
+                   + (f"  ({g['reason']})" if g["reason"] else ""))
+    for r in found["recommendations"]:
+        flag = "ACTION" if r["actionable"] else "      "
+        click.echo(f"  {flag} {r['drug']} ({r['gene']} {r['phenotype']}): {r['recommendation']}")
+    for a in found["alerts"]:
+        click.echo(f"  ALERT  {a['drug']} prescribed {a['prescribed_at']} at {a['center_id']}: "
+                   f"{a['recommendation']}")
+
+
 if __name__ == "__main__":
     main()

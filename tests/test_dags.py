@@ -49,7 +49,8 @@ def test_dag_files_hold_no_business_logic():
 def test_genomics_dag_order(dagbag):
     dag = dagbag.get_dag("omicslake_genomics")
     assert dag.get_task("clean_variants").upstream_task_ids == {"ingest_vcf"}
-    assert dag.get_task("check_runs").upstream_task_ids == {"check_silver"}
+    assert dag.get_task("call_pgx").upstream_task_ids == {"check_silver"}
+    assert dag.get_task("check_runs").upstream_task_ids == {"call_pgx"}
 
 
 def test_cohorts_dag_builds_each_definition_one_at_a_time(dagbag):
@@ -73,3 +74,4 @@ def test_curation_dag_links_then_annotates(dagbag):
     assert dag.get_task("check_persons").upstream_task_ids == {"link_persons"}
     assert dag.get_task("annotate_variants").upstream_task_ids == {"check_persons"}
     assert dag.get_task("check_annotations").upstream_task_ids == {"annotate_variants"}
+    assert dag.get_task("call_pgx").upstream_task_ids == {"check_annotations"}

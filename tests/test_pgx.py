@@ -204,3 +204,24 @@ def test_rerun_changes_nothing(pgx_lake):
         .collect()
     )
     assert len(sources) == 1 and sources[0].release.startswith("pharmcat@")
+
+
+def test_cli_show_by_sample(pgx_lake):
+    import json
+
+    from click.testing import CliRunner
+
+    from omicslake.cli import main
+
+    spark, settings, person, _ = pgx_lake
+    out = CliRunner().invoke(main, ["pgx", "show", "--sample", "S1", "--json"], catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    found = json.loads(out.output.splitlines()[-1])
+    assert found["person_id"] == person["S1"] and found["samples"] == ["S1"]
+    genes = {g["gene"]: g for g in found["genes"]}
+    assert genes["CYP2C19"]["diplotype"] == "*1/*2" and genes["CYP2C9"]["status"] == "uncallable"
+    assert [a["drug"] for a in found["alerts"]] == ["clopidogrel"]
+    text = CliRunner().invoke(main, ["pgx", "show", person["S1"]]).output
+    assert "ALERT  clopidogrel" in text and "ACTION clopidogrel (CYP2C19 Intermediate Metabolizer)" in text
+    both = CliRunner().invoke(main, ["pgx", "show", "P1", "--sample", "S1"])
+    assert both.exit_code == 2 and "one of them" in both.output
