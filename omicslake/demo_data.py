@@ -1,21 +1,33 @@
-"""Deterministic sample data for the demo: VCFs and manifests for a few centers.
+"""Deterministic sample data for the demo: VCFs and manifests.
 
-Same seed, same bytes: running the demo twice feeds identical files, which is how the demo
-shows that ingestion is idempotent.
+``make_vcf``/``make_demo_inputs`` give small random VCFs per center (the tests use them);
+``make_population_vcf`` gives the demo population's one multi-sample VCF, with the pathogenic
+demo sites called in their carriers. Same seed, same bytes: running the demo twice feeds
+identical files, which is how the demo shows that ingestion is idempotent.
 """
 
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from omicslake.demo_population import Site
 
 CONTIGS = {"chr1": 248956422, "chr17": 83257441, "chr22": 50818468}
 REGIONS = {"chr1": (1_000_000, 2_000_000), "chr17": (43_044_295, 43_125_483),
            "chr22": (20_000_000, 21_000_000)}
 SENDERS = ("PRV-N", "CTY-S1", "CNT-S1A", "CNT-N1A")
+# The population VCF adds the EGFR and BRCA2 gene regions (GRCh38) to the background regions.
+POPULATION_CONTIGS = {"chr1": 248956422, "chr7": 159345973, "chr13": 114364328, "chr17": 83257441,
+                      "chr22": 50818468}
+POPULATION_REGIONS = {**REGIONS, "chr7": (55_019_017, 55_211_628), "chr13": (32_315_508, 32_400_268)}
+MANIFEST_COLUMNS = ["sample_id", "patient_id", "assigning_authority", "specimen", "assay", "build"]
 
 
 @dataclass(frozen=True)
@@ -25,11 +37,11 @@ class CenterBatch:
     manifest: Path
 
 
-def _header(samples: list[str]) -> str:
+def _header(samples: list[str], contigs: dict[str, int] = CONTIGS) -> str:
     lines = [
         "##fileformat=VCFv4.2",
         "##reference=GRCh38",
-        *(f"##contig=<ID={c},length={n}>" for c, n in CONTIGS.items()),
+        *(f"##contig=<ID={c},length={n}>" for c, n in contigs.items()),
         '##INFO=<ID=AC,Number=A,Type=Integer,Description="Allele count">',
         '##INFO=<ID=AN,Number=1,Type=Integer,Description="Allele number">',
         '##INFO=<ID=AF,Number=A,Type=Float,Description="Allele frequency">',
@@ -44,46 +56,73 @@ def _header(samples: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _random_record(rng: np.random.Generator, contig: str, pos: int, k: int, n_samples: int) -> str:
+    """One background site: random REF/ALTs (every 25th multi-allelic), Beta-distributed allele
+    frequencies, GT:AD:DP:GQ per sample drawn from them."""
+    bases = np.array(list("ACGT"))
+    ref = str(rng.choice(bases))
+    n_alt = 2 if k % 25 == 0 else 1
+    alts = [str(b) for b in rng.permutation([b for b in bases if b != ref])[:n_alt]]
+    af = rng.beta(0.5, 4.0, size=len(alts)) / len(alts)
+    p = np.concatenate([[1 - af.sum()], af])
+    calls, ac = [], np.zeros(len(alts), dtype=int)
+    for _ in range(n_samples):
+        a = rng.choice(len(p), size=2, p=p)
+        ac += np.bincount(a, minlength=len(p))[1:]
+        dp = int(rng.integers(8, 60))
+        share = np.bincount(a, minlength=len(p)) / 2 * 0.96 + 0.04 / len(p)
+        ad = [int(x) for x in rng.multinomial(dp, share)]
+        calls.append(f"{a[0]}/{a[1]}:{','.join(map(str, ad))}:{dp}:{int(rng.integers(20, 99))}")
+    an = 2 * n_samples
+    info = (f"AC={','.join(map(str, ac))};AN={an};"
+            f"AF={','.join(f'{x / an:.4f}' for x in ac)};DP={int(rng.integers(200, 900))}")
+    return (f"{contig}\t{pos}\t.\t{ref}\t{','.join(alts)}\t"
+            f"{rng.integers(30, 999)}\tPASS\t{info}\tGT:AD:DP:GQ\t" + "\t".join(calls))
+
+
+Line = tuple[str, int, str]  # contig, pos, the record's text
+
+
+def _background(rng: np.random.Generator, regions: dict[str, tuple[int, int]], n_sites: int,
+                n_samples: int, avoid: frozenset[tuple[str, int]] = frozenset()) -> list[Line]:
+    """(contig, pos, line) of ``n_sites`` random sites spread evenly over ``regions``."""
+    records = []
+    per = n_sites // len(regions)
+    for contig, (lo, hi) in regions.items():
+        positions = np.sort(rng.choice(np.arange(lo, hi), size=per, replace=False))
+        for k, pos in enumerate(p for p in positions if (contig, int(p)) not in avoid):
+            records.append((contig, int(pos), _random_record(rng, contig, int(pos), k, n_samples)))
+    return records
+
+
+def _bad_record(n_samples: int) -> Line:
+    """A record htslib refuses (REF 'Z'): it lands in quarantine.vcf, the rest of the file lands."""
+    pos = REGIONS["chr22"][1] + 5
+    calls = "\t".join(["0/1"] * n_samples)
+    return ("chr22", pos, f"chr22\t{pos}\t.\tZ\tA\t50\tPASS\tDP=10\tGT\t{calls}")
+
+
+def _write_indexed(path: Path, samples: list[str], records: list[Line],
+                   contigs: dict[str, int] = CONTIGS) -> Path:
+    """Sort, write, bgzip and tabix-index: ``x.vcf.gz`` and ``x.vcf.gz.tbi``."""
+    import pysam
+
+    order = {c: i for i, c in enumerate(contigs)}
+    records = sorted(records, key=lambda r: (order[r[0]], r[1]))
+    plain = path.with_suffix("")  # x.vcf.gz -> x.vcf
+    plain.write_text(_header(samples, contigs) + "\n".join(r[2] for r in records) + "\n")
+    pysam.tabix_index(str(plain), preset="vcf", force=True)
+    return path
+
+
 def make_vcf(path: Path, samples: list[str], n_sites: int, seed: int,
              bad_line: bool = False) -> Path:
     """Write a bgzipped, tabix-indexed multi-sample VCF with GT:AD:DP:GQ."""
-    import pysam
-
     rng = np.random.default_rng(seed)
-    bases = np.array(list("ACGT"))
-    records = []
-    per = n_sites // len(REGIONS)
-    for contig, (lo, hi) in REGIONS.items():
-        positions = np.sort(rng.choice(np.arange(lo, hi), size=per, replace=False))
-        for k, pos in enumerate(positions):
-            ref = str(rng.choice(bases))
-            n_alt = 2 if k % 25 == 0 else 1
-            alts = [str(b) for b in rng.permutation([b for b in bases if b != ref])[:n_alt]]
-            af = rng.beta(0.5, 4.0, size=len(alts)) / len(alts)
-            p = np.concatenate([[1 - af.sum()], af])
-            calls, ac = [], np.zeros(len(alts), dtype=int)
-            for _ in samples:
-                a = rng.choice(len(p), size=2, p=p)
-                ac += np.bincount(a, minlength=len(p))[1:]
-                dp = int(rng.integers(8, 60))
-                share = np.bincount(a, minlength=len(p)) / 2 * 0.96 + 0.04 / len(p)
-                ad = [int(x) for x in rng.multinomial(dp, share)]
-                calls.append(f"{a[0]}/{a[1]}:{','.join(map(str, ad))}:{dp}:{int(rng.integers(20, 99))}")
-            an = 2 * len(samples)
-            info = (f"AC={','.join(map(str, ac))};AN={an};"
-                    f"AF={','.join(f'{x / an:.4f}' for x in ac)};DP={int(rng.integers(200, 900))}")
-            records.append((contig, int(pos), f"{contig}\t{pos}\t.\t{ref}\t{','.join(alts)}\t"
-                            f"{rng.integers(30, 999)}\tPASS\t{info}\tGT:AD:DP:GQ\t" + "\t".join(calls)))
+    records = _background(rng, REGIONS, n_sites, len(samples))
     if bad_line:
-        pos = REGIONS["chr22"][1] + 5
-        calls = "\t".join(["0/1"] * len(samples))
-        records.append(("chr22", pos, f"chr22\t{pos}\t.\tZ\tA\t50\tPASS\tDP=10\tGT\t{calls}"))
-    order = {c: i for i, c in enumerate(CONTIGS)}
-    records.sort(key=lambda r: (order[r[0]], r[1]))
-    plain = path.with_suffix("")  # x.vcf.gz -> x.vcf
-    plain.write_text(_header(samples) + "\n".join(r[2] for r in records) + "\n")
-    pysam.tabix_index(str(plain), preset="vcf", force=True)
-    return path
+        records.append(_bad_record(len(samples)))
+    return _write_indexed(path, samples, records)
 
 
 def make_demo_inputs(root: Path, samples_per_center: int = 8, sites: int = 300) -> list[CenterBatch]:
@@ -97,10 +136,46 @@ def make_demo_inputs(root: Path, samples_per_center: int = 8, sites: int = 300) 
         if not vcf.exists():
             make_vcf(vcf, samples, sites, seed=1000 + i, bad_line=(i == 0))
         if not manifest.exists():
-            with open(manifest, "w", newline="") as fh:
-                w = csv.writer(fh)
-                w.writerow(["sample_id", "patient_id", "assigning_authority", "specimen", "assay", "build"])
-                for j, s in enumerate(samples):
-                    w.writerow([s, f"MRN{i:02d}{j:05d}", center, "blood", "WGS", "GRCh38"])
+            write_manifest(manifest, [(s, f"MRN{i:02d}{j:05d}", center) for j, s in enumerate(samples)])
         batches.append(CenterBatch(center, vcf, manifest))
     return batches
+
+
+def _site_record(rng: np.random.Generator, site: Site, samples: list[str], carriers: set[str]) -> str:
+    """A pathogenic site: heterozygous in its carriers, called 0/0 in everyone else."""
+    calls = []
+    for sample in samples:
+        dp = int(rng.integers(25, 60))
+        if sample in carriers:
+            alt = int(rng.binomial(dp, 0.5))
+            calls.append(f"0/1:{dp - alt},{alt}:{dp}:99")
+        else:
+            calls.append(f"0/0:{dp},0:{dp}:{int(rng.integers(40, 99))}")
+    an, ac = 2 * len(samples), sum(s in carriers for s in samples)
+    info = f"AC={ac};AN={an};AF={ac / an:.4f};DP={int(rng.integers(900, 2400))}"
+    return (f"{site.contig}\t{site.pos}\t.\t{site.ref}\t{site.alt}\t{int(rng.integers(200, 999))}\tPASS\t"
+            f"{info}\tGT:AD:DP:GQ\t" + "\t".join(calls))
+
+
+def make_population_vcf(path: Path, samples: list[str], carriers: dict[Site, set[str]], n_sites: int,
+                        seed: int, bad_line: bool = True) -> Path:
+    """The sequencing center's multi-sample VCF: random background sites in the demo regions
+    (never at a pathogenic position) plus each pathogenic site called in ``carriers[site]``."""
+    rng = np.random.default_rng(seed)
+    avoid = frozenset((site.contig, site.pos) for site in carriers)
+    records = _background(rng, POPULATION_REGIONS, n_sites, len(samples), avoid)
+    records += [(site.contig, site.pos, _site_record(rng, site, samples, carried))
+                for site, carried in carriers.items()]
+    if bad_line:
+        records.append(_bad_record(len(samples)))
+    return _write_indexed(path, samples, records, POPULATION_CONTIGS)
+
+
+def write_manifest(path: Path, rows: Iterable[tuple[str, str, str]]) -> Path:
+    """A sample manifest: (sample_id, patient_id, assigning_authority) rows, blood WGS on GRCh38."""
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(MANIFEST_COLUMNS)
+        for sample, patient, authority in rows:
+            w.writerow([sample, patient, authority, "blood", "WGS", "GRCh38"])
+    return path
