@@ -24,15 +24,25 @@ SYSTEM_NAMES = {
     **ICD10_SYSTEMS, "LN": "LOINC", "LOINC": "LOINC", "http://loinc.org": "LOINC",
     "SCT": "SNOMED CT", "SNM": "SNOMED CT", "SNOMED": "SNOMED CT", "http://snomed.info/sct": "SNOMED CT",
     "RXNORM": "RxNorm", "http://www.nlm.nih.gov/research/umls/rxnorm": "RxNorm",
-    "ATC": "ATC", "http://www.whocc.no/atc": "ATC", "C4": "CPT", "CPT": "CPT",
-    "http://www.ama-assn.org/go/cpt": "CPT", "I10P": "ICD-10-PCS",
+    # HL7 table 0396 names WHO ATC "WC" ("ATC" there is the American Type Culture Collection,
+    # which no drug field carries, so senders that write ATC mean the WHO classification too)
+    "ATC": "ATC", "WC": "ATC", "http://www.whocc.no/atc": "ATC", "C4": "CPT", "C5": "CPT", "CPT": "CPT",
+    "http://www.ama-assn.org/go/cpt": "CPT", "I10P": "ICD-10-PCS", "ICD10PCS": "ICD-10-PCS",
     "http://www.cms.gov/Medicare/Coding/ICD10": "ICD-10-PCS",
+    "I9C": "ICD-9-CM", "I9CP": "ICD-9-CM", "I9CDX": "ICD-9-CM", "ICD9CM": "ICD-9-CM",
+    "http://hl7.org/fhir/sid/icd-9-cm": "ICD-9-CM", "HCPCS": "HCPCS", "HPC": "HCPCS",
     "CVX": "CVX", "http://hl7.org/fhir/sid/cvx": "CVX", "NDC": "NDC", "http://hl7.org/fhir/sid/ndc": "NDC",
     "UNII": "UNII", "http://fdasis.nlm.nih.gov": "UNII",
 }
 _RANGE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(?:-|–|\.\.|~|to)\s*(-?\d+(?:\.\d+)?)\s*$")
 _BOUND = re.compile(r"^\s*(<=|>=|<|>|≤|≥)\s*(-?\d+(?:\.\d+)?)\s*$")
 ABNORMAL = {"L", "H", "LL", "HH", "<", ">", "A", "AA", "LU", "HU", "POS", "W", "R", "I", "S"}
+
+
+class Unmappable(ValueError):
+    """A record that breaks a rule of its own format (an RXE without its required give code, an
+    answer that does not fit its Questionnaire item): the whole record is quarantined with this
+    reason rather than landing in part."""
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,10 @@
 
 A FHIR person is filed under the Patient's logical id at the sending center (the reference
 every other resource uses); the Patient's business identifiers go to ``patient_identities``
-beside it, which is what person linkage joins on. Contained resources and extensions stay in
-bronze's raw JSON.
+beside it, which is what person linkage joins on. MedicationRequest, MedicationStatement and
+MedicationAdministration all land in ``medications`` (``kind`` request, statement or
+administration), beside the HL7 RXE/RXO orders and RAS RXA administrations. Contained resources
+and extensions stay in bronze's raw JSON.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from connectors.clinical_records import (
 from connectors.person_features import identifier_keys, identity_features, is_national_id, split_cjk_name
 from connectors.ucum import to_ucum
 
-MAPPED = ("Patient", "Encounter", "Condition", "Observation", "MedicationRequest", "MedicationStatement",
-          "Procedure", "AllergyIntolerance", "Immunization", "DiagnosticReport")
+MEDICATION_KINDS = {"MedicationRequest": "request", "MedicationStatement": "statement",
+                    "MedicationAdministration": "administration"}
+MAPPED = ("Patient", "Encounter", "Condition", "Observation", *MEDICATION_KINDS, "Procedure",
+          "AllergyIntolerance", "Immunization", "DiagnosticReport")
 SEVERITY_RANK = {"mild": 1, "moderate": 2, "severe": 3}
 
 
@@ -114,7 +118,7 @@ def records(resource: dict, src: Source) -> dict[str, list[dict]]:
         if not _coding(resource.get("code"))[0]:
             return {}
         return {"observations": [_observation(resource, src, record, person, encounter_id)]}
-    if rtype in ("MedicationRequest", "MedicationStatement"):
+    if rtype in MEDICATION_KINDS:
         return {"medications": [_medication(resource, src, record, person, encounter_id)]}
     code, system, display = _coding(resource.get("code"))
     performed = resource.get("performedDateTime") or (resource.get("performedPeriod") or {}).get("start")
@@ -197,23 +201,25 @@ def _observation(resource: dict, src: Source, record: str, person: str, encounte
 
 
 def _medication(resource: dict, src: Source, record: str, person: str, encounter_id: str | None) -> dict:
+    """A request (dosageInstruction, authoredOn), statement or administration (dosage, effective[x])."""
     concept = resource.get("medicationCodeableConcept")
     code, system, display = _coding(concept, {"http://www.nlm.nih.gov/research/umls/rxnorm"})
     if concept is None:
         display = (resource.get("medicationReference") or {}).get("display")
-    request = resource["resourceType"] == "MedicationRequest"
-    dosage = ((resource.get("dosageInstruction") if request else resource.get("dosage")) or [{}])[0]
-    dose = ((dosage.get("doseAndRate") or [{}])[0]).get("doseQuantity") or {}
-    route = _coding(dosage.get("route"))
-    if request:
+    kind = MEDICATION_KINDS[resource["resourceType"]]
+    if kind == "request":
+        dosage = (resource.get("dosageInstruction") or [{}])[0]
         start = resource.get("authoredOn")
         end = ((resource.get("dispenseRequest") or {}).get("validityPeriod") or {}).get("end")
     else:
+        dosage = (resource.get("dosage") or [{}])[0] if kind == "statement" else resource.get("dosage") or {}
         period = resource.get("effectivePeriod") or {}
         start, end = resource.get("effectiveDateTime") or period.get("start"), period.get("end")
+    dose = dosage.get("dose") or ((dosage.get("doseAndRate") or [{}])[0]).get("doseQuantity") or {}
+    route = _coding(dosage.get("route"))
     return src.row(
         record, medication_id=src.record_id("medication", record), person_id=person,
-        encounter_id=encounter_id, kind="request" if request else "statement", code=code, code_system=system,
+        encounter_id=encounter_id, kind=kind, code=code, code_system=system,
         display=display, status=resource.get("status"), intent=resource.get("intent"),
         dose_value=dose.get("value"),
         dose_unit=to_ucum(dose.get("code"), dose.get("system")) or dose.get("unit"),

@@ -4,8 +4,12 @@ The message is split with python-hl7 (fast, honours the message's own separators
 escape sequences); hl7apy has already validated it on the way into bronze. Mapped segments:
 PID (identities and demographics), MRG (A40 merge), PV1 (encounters), DG1 (conditions),
 AL1 (allergies), OBR (diagnostic reports), OBX (observations, one per OBX), RXA/RXR
-(immunizations, VXU). Other segments, Z-segments included, stay in bronze. Coded values follow
-the HL7 v2-to-FHIR mappings where one exists, so both formats fill silver with one vocabulary.
+(immunizations in VXU; medication administrations in RAS^O17), ORC + RXE/RXO + TQ1/RXR
+(medication orders: OMP^O09, RDE^O11/O25, RDS^O13 ...) and PR1 (procedures, ADT and BAR).
+Other segments, Z-segments included, stay in bronze. Coded values follow the HL7 v2-to-FHIR
+mappings where one exists, so both formats fill silver with one vocabulary. A message that
+breaks a rule the mapping relies on (an RXE without its required give code) raises
+``Unmappable`` naming the message and segment, and is quarantined whole.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import hl7
 
 from connectors.clinical_records import (
     Source,
+    Unmappable,
     abnormal_flag,
     reference_range,
     system_name,
@@ -37,6 +42,19 @@ ALLERGY_CRITICALITY = {"SV": "high", "MI": "low"}
 ALLERGY_SEVERITY = {"SV": "severe", "MO": "moderate", "MI": "mild"}
 NOT_ADMINISTERED = {"RE", "NA"}  # RXA-20 refused / not administered
 UNKNOWN_AMOUNT = 999.0  # RXA-6 placeholder in the CDC immunization guide
+# v2 table 0038 (ORC-5) -> MedicationRequest.status. v2-to-FHIR maps 0038 to request-status,
+# whose "revoked" MedicationRequest splits into cancelled (CA) and stopped (DC, RP replaced).
+ORDER_STATUS = {"CA": "cancelled", "CM": "completed", "DC": "stopped", "ER": "entered-in-error",
+                "HD": "on-hold", "IP": "active", "RP": "stopped", "SC": "active"}
+# v2 table 0119 (ORC-1), used only when ORC-5 is empty (v2-to-FHIR OrderControlCode map, revoked
+# split as above)
+ORDER_CONTROL_STATUS = {
+    **dict.fromkeys(("NW", "OK", "AF", "CA", "HD", "PR", "PY", "RL", "RO", "RQ"), "active"),
+    **dict.fromkeys(("OC", "CR", "DF"), "cancelled"), **dict.fromkeys(("DC", "DR", "OD"), "stopped"),
+    "HR": "on-hold", "OH": "on-hold", "FU": "completed"}
+# (give code, amount minimum, amount maximum, units) of the pharmacy's RXE and the placer's RXO
+GIVE_FIELDS = {"RXE": (2, 3, 4, 5), "RXO": (1, 2, 3, 4)}
+PHARMACY_ADMINISTRATION = {"RAS"}  # an RXA there is a medication given; in VXU (and elsewhere) a vaccination
 
 
 class Reader:
@@ -164,7 +182,12 @@ def records(text: str, src: Source, control_id: str, trigger: str | None) -> dic
             display=r.get(dg1, 3, 1, 2) or r.get(dg1, 4), onset_time=hl7_timestamp(r.get(dg1, 5)),
             clinical_status=r.get(dg1, 6)))
     _allergies(r, src, person, encounter_id, control_id, out)
-    _immunizations(r, src, person, encounter_id, control_id, out)
+    if r.get(r.first("MSH"), 9, 1, 1) in PHARMACY_ADMINISTRATION:
+        _administrations(r, src, person, encounter_id, control_id, out)
+    else:
+        _immunizations(r, src, person, encounter_id, control_id, out)
+    _medication_orders(r, src, person, encounter_id, control_id, out)
+    _procedures(r, src, person, encounter_id, control_id, out)
     _observations(r, src, person, encounter_id, control_id, out)
     return out
 
@@ -318,16 +341,154 @@ def _rxa(r: Reader, rxa, src: Source, person: str, encounter_id: str | None, rec
     given = r.get(rxa, 3)
     dose = to_float(r.get(rxa, 6))
     unit_code, unit_system = r.get(rxa, 7, 1, 1), r.get(rxa, 7, 1, 3)
-    if (r.get(rxa, 21) or "").upper() == "D":
-        status = "entered-in-error"
-    else:
-        status = "not-done" if (r.get(rxa, 20) or "").upper() in NOT_ADMINISTERED else "completed"
     note = r.get(rxa, 9, 1, 1)
     return src.row(
         record, immunization_id=src.record_id("immunization", person, system, code, given),
         person_id=person, encounter_id=encounter_id, vaccine_code=code, vaccine_system=system,
-        vaccine_display=r.get(rxa, 5, rep, 2), status=status, occurrence_time=hl7_timestamp(given),
+        vaccine_display=r.get(rxa, 5, rep, 2), status=_rxa_status(r, rxa),
+        occurrence_time=hl7_timestamp(given),
         primary_source=None if note is None else note == "00", lot_number=r.get(rxa, 15),
         manufacturer=r.get(rxa, 17, 1, 2) or r.get(rxa, 17, 1, 1),
         dose_value=None if dose == UNKNOWN_AMOUNT else dose,
         dose_unit=to_ucum(unit_code, unit_system) or unit_code, route=None, site=None)
+
+
+def _rxa_status(r: Reader, rxa) -> str:
+    """RXA-21 D -> entered-in-error, RXA-20 RE/NA -> not-done, else completed (v2-to-FHIR 0322)."""
+    if (r.get(rxa, 21) or "").upper() == "D":
+        return "entered-in-error"
+    return "not-done" if (r.get(rxa, 20) or "").upper() in NOT_ADMINISTERED else "completed"
+
+
+def _order_groups(r: Reader) -> list[tuple[object, list]]:
+    """(ORC, the segments after it up to the next ORC) for each order of the message."""
+    groups: list[tuple[object, list]] = []
+    for seg in r.msg:
+        if str(seg[0]) == "ORC":
+            groups.append((seg, []))
+        elif groups:
+            groups[-1][1].append(seg)
+    return groups
+
+
+def _order_number(r: Reader, orc) -> str | None:
+    """ORC-2 placer order number with its namespace, else ORC-3 filler's: what stays the same when
+    the placer, the pharmacy and the ward each send the order, so they update one row."""
+    for field in (2, 3):
+        number = r.get(orc, field, 1, 1)
+        if number:
+            return f"{number}^{r.get(orc, field, 1, 2) or ''}"
+    return None
+
+
+def _route_after(r: Reader, segs: list, i: int) -> str | None:
+    """RXR-1 (display, else code) of the RXR that follows ``segs[i]``, before the next give segment."""
+    for seg in segs[i + 1:]:
+        name = str(seg[0])
+        if name == "RXR":
+            return r.get(seg, 1, 1, 2) or r.get(seg, 1, 1, 1)
+        if name in ("RXO", "RXE", "RXA", "RXD", "RXG"):
+            break
+    return None
+
+
+def _medication_orders(r: Reader, src: Source, person: str, encounter_id: str | None, control_id: str,
+                       out: dict) -> None:
+    """One request per order (ORC) that carries an RXE or RXO: the pharmacy's RXE wins over the
+    placer's RXO it encodes, and the RXR after the segment used gives the route."""
+    seen = {"RXE": 0, "RXO": 0}
+    for orc, segs in _order_groups(r):
+        found: dict[str, tuple] = {}
+        for i, seg in enumerate(segs):
+            name = str(seg[0])
+            if name in seen:
+                seen[name] += 1
+                found.setdefault(name, (name, seg, seen[name], _route_after(r, segs, i)))
+        chosen = found.get("RXE") or found.get("RXO")
+        row = _order(r, orc, segs, chosen, src, person, encounter_id, control_id) if chosen else None
+        if row is not None:
+            out.setdefault("medications", []).append(row)
+
+
+def _order(r: Reader, orc, segs: list, chosen: tuple, src: Source, person: str, encounter_id: str | None,
+           control_id: str) -> dict | None:
+    """A MedicationRequest-like row (intent order) from ORC + RXE/RXO, keyed on the order number."""
+    name, give, k, route = chosen
+    code_f, min_f, max_f, unit_f = GIVE_FIELDS[name]
+    where = f"message {control_id}, {name} {k}"
+    code, display = r.get(give, code_f, 1, 1), r.get(give, code_f, 1, 2)
+    if not (code or display):
+        if name == "RXO":  # RXO-1 is conditional: a compound order lists its RXC components instead
+            return None
+        raise Unmappable(f"{where}: RXE-2 (give code) is empty")
+    low, high = (_amount(r, give, f, f"{where}: {name}-{f}") for f in (min_f, max_f))
+    unit_code, unit_system = r.get(give, unit_f, 1, 1), r.get(give, unit_f, 1, 3)
+    tq1 = next((s for s in segs if str(s[0]) == "TQ1"), None)
+    timing = (give, 1) if name == "RXE" else (orc, 7)  # TQ: .4 start, .5 end (before TQ1, v2.5)
+    start = r.get(*timing, 1, 4) or r.get(tq1, 7) or r.get(orc, 15) or r.get(orc, 9)
+    placed = (r.get(orc, 5) or "").upper()
+    status = ORDER_STATUS.get(placed, "unknown") if placed else ORDER_CONTROL_STATUS.get(
+        (r.get(orc, 1) or "").upper(), "unknown")
+    order = _order_number(r, orc) or f"{control_id} {name} {k}"
+    return src.row(
+        f"{control_id} {name} {k}", medication_id=src.record_id("medication", "order", order),
+        person_id=person, encounter_id=encounter_id, kind="request", code=code,
+        code_system=system_name(r.get(give, code_f, 1, 3)) or ("local" if code else None), display=display,
+        status=status, intent="order", dose_value=low if low is not None else high,
+        dose_unit=to_ucum(unit_code, unit_system) or unit_code, route=route,
+        start_time=hl7_timestamp(start), end_time=hl7_timestamp(r.get(*timing, 1, 5) or r.get(tq1, 8)))
+
+
+def _amount(r: Reader, seg, field: int, where: str) -> float | None:
+    """An NM amount; text that is not a number is the segment's error, not a missing value."""
+    text = r.get(seg, field)
+    value = to_float(text)
+    if text is not None and value is None:
+        raise Unmappable(f"{where} ({text!r}) is not a number")
+    return value
+
+
+def _administrations(r: Reader, src: Source, person: str, encounter_id: str | None, control_id: str,
+                     out: dict) -> None:
+    """One administration per RXA of a pharmacy administration message (RAS), keyed on its order
+    number and RXA-1/RXA-2 sub-ids; the RXR after it gives the route."""
+    k = 0
+    for orc, segs in _order_groups(r):
+        order = _order_number(r, orc)
+        for i, rxa in enumerate(segs):
+            if str(rxa[0]) != "RXA":
+                continue
+            k += 1
+            code, display = r.get(rxa, 5, 1, 1), r.get(rxa, 5, 1, 2)
+            if not (code or display):
+                raise Unmappable(f"message {control_id}, RXA {k}: RXA-5 (administered code) is empty")
+            given = r.get(rxa, 3)
+            key = (order, r.get(rxa, 1), r.get(rxa, 2)) if order else (person, code, given)
+            unit_code, unit_system = r.get(rxa, 7, 1, 1), r.get(rxa, 7, 1, 3)
+            out.setdefault("medications", []).append(src.row(
+                f"{control_id} RXA {k}", medication_id=src.record_id("medication", "administration", *key),
+                person_id=person, encounter_id=encounter_id, kind="administration", code=code,
+                code_system=system_name(r.get(rxa, 5, 1, 3)) or ("local" if code else None),
+                display=display, status=_rxa_status(r, rxa), intent=None,
+                dose_value=_amount(r, rxa, 6, f"message {control_id}, RXA {k}: RXA-6"),
+                dose_unit=to_ucum(unit_code, unit_system) or unit_code, route=_route_after(r, segs, i),
+                start_time=hl7_timestamp(given), end_time=hl7_timestamp(r.get(rxa, 4))))
+
+
+def _procedures(r: Reader, src: Source, person: str, encounter_id: str | None, control_id: str,
+                out: dict) -> None:
+    """PR1 as v2-to-FHIR maps it: a performed procedure (completed; PR1-20 D deletes it), keyed on
+    PR1-19 when sent, else on the person, visit, code and time, so a re-sent ADT/BAR updates it."""
+    for i, pr1 in enumerate(r.segments("PR1"), 1):
+        code = r.get(pr1, 3, 1, 1)
+        if not code:
+            continue
+        system = system_name(r.get(pr1, 3, 1, 3) or r.get(pr1, 2))
+        when, ident = r.get(pr1, 5), r.get(pr1, 19, 1, 1)
+        key = ("PR1-19", ident, r.get(pr1, 19, 1, 2)) if ident else (person, encounter_id, system, code, when)
+        out.setdefault("procedures", []).append(src.row(
+            f"{control_id} PR1 {r.get(pr1, 1) or i}", procedure_id=src.record_id("procedure", *key),
+            person_id=person, encounter_id=encounter_id, code=code, code_system=system,
+            display=r.get(pr1, 3, 1, 2) or r.get(pr1, 4),
+            status="entered-in-error" if (r.get(pr1, 20) or "").upper() == "D" else "completed",
+            performed_time=hl7_timestamp(when)))

@@ -4,8 +4,9 @@ Both formats map to the same tables (encounters, conditions, observations, medic
 procedures, allergies, immunizations, diagnostic_reports, patient_identities). Bronze rows are
 mapped in Spark tasks, which stage one Parquet file per table; the driver keeps the latest
 version of each record and MERGEs it on the record id, so re-running over the same bronze rows
-changes nothing. A record that fails to map goes to ``quarantine.hl7`` / ``quarantine.fhir``
-with the reason. ADT A40 merges are then applied: every clinical row of a merged person moves
+changes nothing. A record that fails to map, or breaks a rule its mapping relies on (an RXE
+without a give code: ``Unmappable``), goes to ``quarantine.hl7`` / ``quarantine.fhir`` with the
+reason, whole. ADT A40 merges are then applied: every clinical row of a merged person moves
 to the surviving ``person_id``.
 """
 
@@ -19,7 +20,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from connectors.clinical_records import TABLES
+from connectors.clinical_records import TABLES, Unmappable
 from connectors.fhir_clinical import MAPPED as FHIR_TYPES
 from jobs.common import main_for
 from omicslake import staging
@@ -94,10 +95,11 @@ def map_rows(key: bytes, root: str, run_id: str):
                                      r["source_checksum"], run_id)
                         found = fhir_clinical.records(resource, src)
                 except Exception as exc:  # one bad record must not stop the batch
+                    why = str(exc) if isinstance(exc, Unmappable) else f"{type(exc).__name__}: {exc}"
                     failed[r["source_format"]].append({
                         "center_id": r["center_id"], "source_uri": r["source_uri"],
                         "source_checksum": r["source_checksum"], "location": r["record"], "line": None,
-                        "reason": f"not mapped to silver: {type(exc).__name__}: {exc}", "raw": r["text"],
+                        "reason": f"not mapped to silver: {why}", "raw": r["text"],
                         "ingest_run_id": run_id, "quarantined_at": now})
                     continue
                 if found:

@@ -587,19 +587,26 @@ MEDICATIONS = clinical(
     (
         col("person_id", STRING, True),
         col("encounter_id", STRING),
-        col("kind", STRING, True, "request | statement"),
-        col("code", STRING),
-        col("code_system", STRING, doc="RxNorm, ATC ... or as sent"),
+        col("kind", STRING, True, "request | statement | administration (HL7 RXE/RXO orders are "
+            "requests, RAS RXA administrations)"),
+        col("code", STRING, doc="HL7 RXE-2 / RXO-1 give code, RXA-5; FHIR medicationCodeableConcept"),
+        col("code_system", STRING, doc="RxNorm, ATC (HL7 WC), NDC ... or as sent"),
         col("display", STRING),
-        col("status", STRING),
-        col("intent", STRING),
-        col("dose_value", DOUBLE),
-        col("dose_unit", STRING),
-        col("route", STRING),
-        col("start_time", TIMESTAMP),
-        col("end_time", TIMESTAMP),
+        col("status", STRING, doc="FHIR status; HL7 orders ORC-5 (else ORC-1) mapped as v2-to-FHIR "
+            "(request-status revoked -> cancelled or stopped), RXA-20/21 as for immunizations"),
+        col("intent", STRING, doc="FHIR intent; HL7 orders are 'order'"),
+        col("dose_value", DOUBLE, doc="HL7 RXE-3 / RXO-2 (a range's minimum; RXE-4 is used only "
+            "when RXE-3 is empty), RXA-6; FHIR dose"),
+        col("dose_unit", STRING, doc="UCUM when the unit maps to one, else as sent"),
+        col("route", STRING, doc="RXR-1 / dosage route: display, else code"),
+        col("start_time", TIMESTAMP, doc="HL7 RXE-1.4 / ORC-7.4, else TQ1-7, ORC-15, ORC-9; RXA-3; "
+            "FHIR authoredOn / effective[x]"),
+        col("end_time", TIMESTAMP, doc="HL7 RXE-1.5 / ORC-7.5, else TQ1-8; RXA-4; FHIR validity or "
+            "effective period end"),
     ),
-    "Medication orders and statements (FHIR MedicationRequest and MedicationStatement).",
+    "Medication orders, statements and administrations: HL7 ORC + RXE/RXO (OMP, RDE, RDS; keyed on "
+    "the order number, so a later RDE updates the order) and RAS RXA; FHIR MedicationRequest, "
+    "MedicationStatement and MedicationAdministration.",
     "medication_id",
 )
 
@@ -608,13 +615,15 @@ PROCEDURES = clinical(
     (
         col("person_id", STRING, True),
         col("encounter_id", STRING),
-        col("code", STRING),
-        col("code_system", STRING),
+        col("code", STRING, doc="PR1-3 / code"),
+        col("code_system", STRING, doc="ICD-10-PCS (HL7 I10P), CPT (C4), ICD-9-CM (I9C), SNOMED CT ... "
+            "or as sent"),
         col("display", STRING),
-        col("status", STRING),
-        col("performed_time", TIMESTAMP),
+        col("status", STRING, doc="FHIR status; HL7 PR1 completed (PR1-20 D entered-in-error)"),
+        col("performed_time", TIMESTAMP, doc="PR1-5 / performed[x]"),
     ),
-    "Procedures (FHIR Procedure).",
+    "Procedures from HL7 PR1 (ADT, BAR; keyed on PR1-19, else person, visit, code and time) and "
+    "FHIR Procedure.",
     "procedure_id",
 )
 
