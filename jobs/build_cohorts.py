@@ -231,7 +231,7 @@ def inclusion_stats(
 
 def inputs_of(definition: CohortDefinition) -> list[str]:
     """Every table a build of this definition reads (its features included)."""
-    tables = {*ev.DATED, *ev.DEMOGRAPHIC_INPUTS, "silver.samples", "silver.imaging_series"}
+    tables = {*ev.DATED, *ev.DEMOGRAPHIC_INPUTS, *ev.IMAGING_INPUTS, "silver.samples"}
     if any(r.kind == "genomic" for _, r in definition.rules):
         tables |= set(ev.GENOMIC_INPUTS)
     return sorted(tables)
@@ -338,7 +338,10 @@ def publish(
         "gold.cohort_definition",
         update=True,
     )
+    before = adapter(settings, spark).version("gold.cohort")
     version = write_members(spark, settings, d.id, members(spark, settings, d, steps[-1].events), run_id)
+    if version == before and last is not None:
+        version = int(last.version)  # nothing committed: the members are as last published
     spark.sql(
         f"DELETE FROM {path_ref(settings, 'gold.cohort_inclusion_stats')} "
         f"WHERE cohort_definition_id = {int(d.id)} AND version = {int(version)}"

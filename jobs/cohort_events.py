@@ -29,6 +29,7 @@ DATED = {  # silver tables that say a person was seen, and when (for the observa
     "silver.imaging_studies": ("study_date",),
 }
 DEMOGRAPHIC_INPUTS = ("silver.patient_identities", "silver.person_links")
+IMAGING_INPUTS = ("silver.imaging_series", "silver.imaging_studies", "silver.imaging_instances")
 GENOMIC_INPUTS = ("silver.genotypes", "silver.samples", "silver.variant_annotations")
 
 
@@ -81,11 +82,19 @@ def medication_events(spark: SparkSession, settings: Settings, spec: Medication)
 
 
 def imaging_events(spark: SparkSession, settings: Settings, spec: Imaging) -> DataFrame:
+    """Studies with a matching series, on their real date: de-identification moves a
+    person's study dates back by ``date_shift_days``, while clinical dates stay as sent."""
     series = read_table(spark, settings, "silver.imaging_series").where(F.col("modality").isin(spec.modality))
     if spec.body_part:
         series = series.where(F.upper("body_part").isin(spec.body_part))
-    studies = read_table(spark, settings, "silver.imaging_studies").select(
-        "study_instance_uid", day("silver.imaging_studies").alias("event_date")
+    shifts = (
+        read_table(spark, settings, "silver.imaging_instances")
+        .groupBy("study_instance_uid")
+        .agg(F.max("date_shift_days").alias("_shift"))
+    )
+    studies = read_table(spark, settings, "silver.imaging_studies").join(shifts, "study_instance_uid", "left")
+    studies = studies.select(
+        "study_instance_uid", F.date_add("study_date", F.coalesce("_shift", F.lit(0))).alias("event_date")
     )
     return (
         series.select("study_instance_uid", "person_id", "center_id")

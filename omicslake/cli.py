@@ -598,7 +598,14 @@ def demo(persons: int, sites: int) -> None:
     click.echo(f"\ndemo finished in {summary['seconds']} s; lake at {settings.lake_root}")
     for name, n in summary["tables"].items():
         click.echo(f"  {name:<28} {n:>8} rows")
-    click.echo('\ntry: omicslake sql "SELECT * FROM silver.conditions LIMIT 5"')
+    click.echo("\ncohorts (omicslake cohort list | show NAME | report NAME):")
+    for name, c in summary["cohorts"].items():
+        click.echo(f"  {name:<20} {c['members']:>4} members  version {c['version']:<4} {c['report']}")
+    click.echo(f"\npharmacogenes called (not uncallable): {summary['pgx_calls']}; "
+               f"medication alerts: {len(summary['alerts'])}")
+    for a in summary["alerts"]:
+        click.echo(f"  ALERT {a['drug']} for a {a['gene']} {a['phenotype']} at {a['center_id']}")
+    click.echo('\ntry: omicslake sql "SELECT * FROM gold.cohort_t2d_hba1c_features LIMIT 5"')
 
 
 @main.command()

@@ -23,7 +23,7 @@ from omicslake import person_population as pp
 from omicslake.demo_population import SEQ_CENTER, DemoPopulation
 from omicslake.settings import Settings
 
-STEPS = 9
+STEPS = 10
 
 
 @dataclass(frozen=True)
@@ -140,9 +140,8 @@ def dag_confs(settings: Settings, inputs: Inputs) -> dict[str, dict]:
                     {"center_id": pp.CITY, "paths": [str(landing / "hl7" / pp.CITY),
                                                      str(inputs.hl7_files[pp.CITY])]}],
             "fhir": [{"center_id": pp.PROVINCE, "paths": [str(inputs.fhir)]}], "scan_landing": False},
-        # Dates kept: silver's clinical dates are real, so a study can be timed against a diagnosis.
-        "omicslake_imaging": {"dicom": [{"center_id": pp.CITY, "paths": [str(landing / "dicom" / pp.CITY)]}],
-                              "keep_dates": True},
+        # Study dates are shifted per person (the default); cohort rules add the shift back.
+        "omicslake_imaging": {"dicom": [{"center_id": pp.CITY, "paths": [str(landing / "dicom" / pp.CITY)]}]},
         "omicslake_curation": {"gtf": str(inputs.gtf), "clinvar": str(inputs.clinvar)},
         "omicslake_cohorts": {},
     }
@@ -163,7 +162,7 @@ def table_counts(settings: Settings) -> dict[str, int]:
 def run_demo(settings: Settings, echo: Callable[[str], None] = print, persons: int = 200,
              sites: int = 300) -> dict[str, Any]:
     """Generate, send and run everything; returns the table row counts and the wall time."""
-    from omicslake.airflow_support import DAGS_FOLDER, test_dag
+    from omicslake.airflow_support import test_dag
     from omicslake.demo_population import build
 
     t0, k = time.perf_counter(), iter(range(1, STEPS + 1))
@@ -186,14 +185,37 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print, persons: i
     test_dag("omicslake_clinical", confs["omicslake_clinical"], settings)
     step(f"sending DICOM by C-STORE to the loopback Storage SCP for {pp.CITY}")
     send_images(settings, root, inputs, echo)
-    step("running DAG omicslake_imaging (dates kept)")
+    step("running DAG omicslake_imaging (study dates shifted per person, PS3.15)")
     test_dag("omicslake_imaging", confs["omicslake_imaging"], settings)
     step("running DAG omicslake_curation (person linkage, then the demo gene models and ClinVar-format file)")
     test_dag("omicslake_curation", confs["omicslake_curation"], settings)
-    if (DAGS_FOLDER / "cohorts.py").exists():
-        step("running DAG omicslake_cohorts")
-        test_dag("omicslake_cohorts", confs["omicslake_cohorts"], settings)
-    else:
-        step("DAG omicslake_cohorts: dags/cohorts.py not there yet, skipped")
+    step("running DAG omicslake_cohorts")
+    test_dag("omicslake_cohorts", confs["omicslake_cohorts"], settings)
+    step(f"writing the cohort reports to {settings.state_dir / 'reports'}")
+    products = publish_products(settings)
     step("summarising tables")
-    return {"tables": table_counts(settings), "seconds": round(time.perf_counter() - t0, 1)}
+    return {"tables": table_counts(settings), "seconds": round(time.perf_counter() - t0, 1), **products}
+
+
+def publish_products(settings: Settings) -> dict[str, Any]:
+    """Each cohort's size, version and report page, and the medication alerts found."""
+    from pyspark.sql import functions as F
+
+    from omicslake.catalog import read_table
+    from omicslake.cohort_definitions import load_all
+    from omicslake.cohort_reads import publication, report_data
+    from omicslake.cohort_report import write_report
+    from omicslake.session import get_spark
+
+    spark = get_spark(settings)
+    cohorts = {}
+    for loaded in load_all(settings.cohorts_dir):
+        pub = publication(spark, settings, loaded)
+        path = write_report(report_data(spark, settings, loaded, pub),
+                            settings.state_dir / "reports" / f"{loaded.name}-v{pub.version}.html")
+        cohorts[loaded.name] = {"members": pub.members, "version": pub.version, "report": str(path)}
+    alerts = read_table(spark, settings, "gold.medication_alerts").select(
+        "drug", "gene", "phenotype", "center_id").orderBy("drug", "center_id").collect()
+    called = F.col("status") != "uncallable"
+    found = read_table(spark, settings, "silver.pgx_diplotypes").where(called).count()
+    return {"cohorts": cohorts, "alerts": [a.asDict() for a in alerts], "pgx_calls": found}

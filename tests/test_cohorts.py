@@ -229,7 +229,7 @@ def seed_population(spark, settings) -> None:
                 "study_instance_uid": "STP7",
                 "person_id": "P7",
                 "center_id": "CTY-S1",
-                "study_date": date(2025, 5, 2),
+                "study_date": date(2025, 4, 2),
                 "series_count": 1,
                 "instance_count": 1,
                 "updated_at": TS,
@@ -243,6 +243,25 @@ def seed_population(spark, settings) -> None:
                 "instance_count": 1,
                 "updated_at": TS,
             },
+        ],
+    )
+    seed(
+        spark,
+        settings,
+        "silver.imaging_instances",
+        [  # P7's study date was shifted back 30 days
+            {
+                "sop_instance_uid": f"SOP{p}",
+                "series_instance_uid": f"SE{p}",
+                "study_instance_uid": f"ST{p}",
+                "person_id": p,
+                "center_id": "CTY-S1",
+                "date_shift_days": shift,
+                "burned_in_risk": False,
+                "deid_uri": "x",
+                "updated_at": TS,
+            }
+            for p, shift in (("P7", 30), ("P8", 0))
         ],
     )
     seed_genomics(spark, settings)
@@ -354,7 +373,7 @@ def test_members_follow_every_rule(cohort_lake):
     # t2d: P5 has one raised HbA1c, P6 had type 1 diabetes first
     t2d = _members(spark, settings, 3)
     assert set(t2d) == {"P4"} and t2d["P4"][1] == "2027-01-10"  # fixed 730 days
-    assert set(_members(spark, settings, 4)) == {"P7"}  # P8's CT is 31 days late
+    assert set(_members(spark, settings, 4)) == {"P7"}  # P8's CT is 31 days late; P7's date is unshifted
     assert {n: d["members"] for n, d in result.details.items()} == {
         "hboc_brca": 1,
         "lung_cancer_egfr": 1,
@@ -410,19 +429,20 @@ def test_unchanged_is_skipped_and_a_forced_rebuild_keeps_the_version(cohort_lake
     spark, settings, first = cohort_lake
     again = build_cohorts.run(spark, settings)
     assert {d["status"] for d in again.details.values()} == {"unchanged"}
-    v1 = first.details["t2d_hba1c"]["version"]
-    forced = build_cohorts.run(spark, settings, ["t2d_hba1c"], force=True)
-    v2 = forced.details["t2d_hba1c"]["version"]
-    assert forced.details["t2d_hba1c"]["status"] == "published"
-    assert v2 == v1  # the same members: nothing committed, the citation stays valid
+    v1 = first.details["hboc_brca"]["version"]  # built first: later cohorts moved the table on
+    assert v1 < first.details["t2d_hba1c"]["version"]
+    forced = build_cohorts.run(spark, settings, ["hboc_brca"], force=True)
+    v2 = forced.details["hboc_brca"]["version"]
+    assert forced.details["hboc_brca"]["status"] == "published"
+    assert v2 == v1  # the same members: nothing committed, the citation stays the cohort's own version
     versions = (
         spark.read.format("delta")
         .load(f"{settings.lake_root}/gold/cohort_versions")
-        .where(F.col("cohort_definition_id") == 3)
+        .where(F.col("cohort_definition_id") == 2)
         .collect()
     )
     assert [(r.version, r.run_id) for r in versions] == [(v1, forced.run_id)]
-    assert set(json.loads(versions[0].inputs_json)) >= {"silver.conditions", "silver.observations", "centers"}
+    assert set(json.loads(versions[0].inputs_json)) >= {"silver.conditions", "silver.genotypes", "centers"}
 
 
 def test_new_input_rebuilds_and_old_version_reads_back(cohort_lake):
