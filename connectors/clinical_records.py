@@ -7,14 +7,16 @@ update the same row, and no source identifier reaches silver in clear.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from connectors.ucum import to_ucum
 from omicslake.pseudonym import person_id, pseudonym
 
 TABLES = ("encounters", "conditions", "observations", "medications", "procedures", "allergies",
-          "immunizations", "diagnostic_reports", "patient_identities")
+          "immunizations", "diagnostic_reports", "followup_answers", "patient_identities")
 ICD10_SYSTEMS = {
     "I10": "ICD-10", "ICD10": "ICD-10", "ICD-10": "ICD-10", "ICD10CN": "ICD-10",
     "I10C": "ICD-10-CM", "ICD10CM": "ICD-10-CM", "ICD-10-CM": "ICD-10-CM",
@@ -78,6 +80,43 @@ def system_name(system: str | None) -> str | None:
     if not system:
         return None
     return SYSTEM_NAMES.get(system) or SYSTEM_NAMES.get(system.upper()) or system
+
+
+def fhir_coding(concept: dict | None,
+                prefer: set[str] | None = None) -> tuple[str | None, str | None, str | None]:
+    """(code, system name, display) of a CodeableConcept, preferring systems in ``prefer``."""
+    codings = (concept or {}).get("coding") or []
+    chosen = next((c for c in codings if prefer and c.get("system") in prefer), codings[0] if codings else {})
+    display = chosen.get("display") or (concept or {}).get("text")
+    return chosen.get("code"), system_name(chosen.get("system")), display
+
+
+def fhir_value(obj: dict) -> dict:
+    """value[x] of an Observation, a component or a QuestionnaireResponse answer as the typed
+    columns of silver.observations."""
+    out = {"value_type": None, "value_num": None, "value_text": None, "value_code": None,
+           "unit": None, "source_unit": None}
+    for key in obj:
+        if key.startswith("value") and key != "value":
+            out["value_type"] = key[5:]
+            v = obj[key]
+            if key == "valueQuantity":
+                out["value_num"] = v.get("value")
+                out["source_unit"] = v.get("code") or v.get("unit")
+                out["unit"] = to_ucum(v.get("code"), v.get("system")) or to_ucum(v.get("unit"))
+            elif key == "valueCodeableConcept":
+                out["value_code"], _, out["value_text"] = fhir_coding(v)
+            elif key == "valueCoding":
+                out["value_code"], _, out["value_text"] = fhir_coding({"coding": [v]})
+            elif key in ("valueInteger", "valueDecimal"):
+                out["value_num"] = float(v)
+            elif key == "valueBoolean":
+                out["value_text"] = str(v).lower()
+            elif key == "valueRange":
+                out["value_text"] = json.dumps(v, separators=(",", ":"))
+            else:
+                out["value_text"] = v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
+    return out
 
 
 def reference_range(text: str | None) -> tuple[float | None, float | None]:

@@ -4,8 +4,10 @@ A FHIR person is filed under the Patient's logical id at the sending center (the
 every other resource uses); the Patient's business identifiers go to ``patient_identities``
 beside it, which is what person linkage joins on. MedicationRequest, MedicationStatement and
 MedicationAdministration all land in ``medications`` (``kind`` request, statement or
-administration), beside the HL7 RXE/RXO orders and RAS RXA administrations. Contained resources
-and extensions stay in bronze's raw JSON.
+administration), beside the HL7 RXE/RXO orders and RAS RXA administrations. A
+QuestionnaireResponse goes to ``followup_answers`` (``connectors/fhir_followup.py``); a
+Questionnaire stays in bronze, where responses are checked against it. Contained resources and
+extensions stay in bronze's raw JSON.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from __future__ import annotations
 import json
 from datetime import date
 
+from connectors import fhir_followup
 from connectors.clinical_records import (
     ICD10_SYSTEMS,
     Source,
     abnormal_flag,
+    fhir_coding,
     fhir_time,
-    system_name,
+    fhir_value,
 )
 from connectors.person_features import identifier_keys, identity_features, is_national_id, split_cjk_name
 from connectors.ucum import to_ucum
@@ -26,7 +30,7 @@ from connectors.ucum import to_ucum
 MEDICATION_KINDS = {"MedicationRequest": "request", "MedicationStatement": "statement",
                     "MedicationAdministration": "administration"}
 MAPPED = ("Patient", "Encounter", "Condition", "Observation", *MEDICATION_KINDS, "Procedure",
-          "AllergyIntolerance", "Immunization", "DiagnosticReport")
+          "AllergyIntolerance", "Immunization", "DiagnosticReport", "QuestionnaireResponse")
 SEVERITY_RANK = {"mild": 1, "moderate": 2, "severe": 3}
 
 
@@ -40,42 +44,9 @@ def _ref_id(ref: dict | None, rtype: str) -> str | None:
     return value.rsplit(marker, 1)[1].split("/")[0] if marker in value else None
 
 
-def _coding(concept: dict | None,
-            prefer: set[str] | None = None) -> tuple[str | None, str | None, str | None]:
-    """(code, system name, display) of a CodeableConcept, preferring systems in ``prefer``."""
-    codings = (concept or {}).get("coding") or []
-    chosen = next((c for c in codings if prefer and c.get("system") in prefer), codings[0] if codings else {})
-    display = chosen.get("display") or (concept or {}).get("text")
-    return chosen.get("code"), system_name(chosen.get("system")), display
-
-
-def _value(obj: dict) -> dict:
-    """value[x] of an Observation or component as typed columns."""
-    out = {"value_type": None, "value_num": None, "value_text": None, "value_code": None,
-           "unit": None, "source_unit": None}
-    for key in obj:
-        if key.startswith("value") and key != "value":
-            out["value_type"] = key[5:]
-            v = obj[key]
-            if key == "valueQuantity":
-                out["value_num"] = v.get("value")
-                out["source_unit"] = v.get("code") or v.get("unit")
-                out["unit"] = to_ucum(v.get("code"), v.get("system")) or to_ucum(v.get("unit"))
-            elif key == "valueCodeableConcept":
-                out["value_code"], _, out["value_text"] = _coding(v)
-            elif key in ("valueInteger", "valueDecimal"):
-                out["value_num"] = float(v)
-            elif key == "valueBoolean":
-                out["value_text"] = str(v).lower()
-            elif key == "valueRange":
-                out["value_text"] = json.dumps(v, separators=(",", ":"))
-            else:
-                out["value_text"] = v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
-    return out
-
-
-def records(resource: dict, src: Source) -> dict[str, list[dict]]:
-    """Silver rows by table for one resource; empty for types silver does not model."""
+def records(resource: dict, src: Source, questionnaire: dict | None = None) -> dict[str, list[dict]]:
+    """Silver rows by table for one resource; empty for types silver does not model.
+    ``questionnaire`` is the Questionnaire a QuestionnaireResponse names, found by the caller."""
     rtype, rid = resource.get("resourceType"), resource.get("id")
     if rtype not in MAPPED or not rid:
         return {}
@@ -88,6 +59,8 @@ def records(resource: dict, src: Source) -> dict[str, list[dict]]:
     person = src.person(fhir_authority(src.center_id), pat)
     enc_ref = _ref_id(resource.get("encounter") or resource.get("context"), "Encounter")
     encounter_id = src.record_id("encounter", f"Encounter/{enc_ref}") if enc_ref else None
+    if rtype == "QuestionnaireResponse":
+        return fhir_followup.records(resource, src, record, person, encounter_id, questionnaire)
     if rtype in _MAPPERS:
         row = _MAPPERS[rtype][1](resource, src, record, person, encounter_id)
         return {_MAPPERS[rtype][0]: [row]} if row else {}
@@ -95,7 +68,7 @@ def records(resource: dict, src: Source) -> dict[str, list[dict]]:
         cls = resource.get("class") or {}
         period = resource.get("period") or {}
         loc = ((resource.get("location") or [{}])[0].get("location") or {}).get("display")
-        service = _coding(resource.get("serviceType"))
+        service = fhir_coding(resource.get("serviceType"))
         return {"encounters": [src.row(
             record, encounter_id=src.record_id("encounter", record), person_id=person,
             class_code=cls.get("code"), status=resource.get("status"),
@@ -103,7 +76,7 @@ def records(resource: dict, src: Source) -> dict[str, list[dict]]:
             end_time=fhir_time(period.get("end")), location=loc, service=service[0] or service[2],
             last_event="FHIR")]}
     if rtype == "Condition":
-        code, system, display = _coding(resource.get("code"), set(ICD10_SYSTEMS))
+        code, system, display = fhir_coding(resource.get("code"), set(ICD10_SYSTEMS))
         if not code:
             return {}
         onset = resource.get("onsetDateTime") or (resource.get("onsetPeriod") or {}).get("start") \
@@ -113,14 +86,14 @@ def records(resource: dict, src: Source) -> dict[str, list[dict]]:
             encounter_id=encounter_id, code=code, code_system=system or "unknown",
             icd10_code=code if (system or "").startswith("ICD-10") and system != "ICD-10-PCS" else None,
             display=display, onset_time=fhir_time(onset),
-            clinical_status=_coding(resource.get("clinicalStatus"))[0])]}
+            clinical_status=fhir_coding(resource.get("clinicalStatus"))[0])]}
     if rtype == "Observation":
-        if not _coding(resource.get("code"))[0]:
+        if not fhir_coding(resource.get("code"))[0]:
             return {}
         return {"observations": [_observation(resource, src, record, person, encounter_id)]}
     if rtype in MEDICATION_KINDS:
         return {"medications": [_medication(resource, src, record, person, encounter_id)]}
-    code, system, display = _coding(resource.get("code"))
+    code, system, display = fhir_coding(resource.get("code"))
     performed = resource.get("performedDateTime") or (resource.get("performedPeriod") or {}).get("start")
     return {"procedures": [src.row(
         record, procedure_id=src.record_id("procedure", record), person_id=person,
@@ -137,7 +110,7 @@ def _patient(resource: dict, src: Source, record: str) -> list[dict]:
     links = [(lk.get("type"), other) for lk in resource.get("link") or []
              if (other := _ref_id(lk.get("other"), "Patient")) and other != rid]
     ids = [(auth, rid, "FHIR-ID", True)] + [
-        (i.get("system") or src.center_id, i["value"], _coding(i.get("type"))[0], False)
+        (i.get("system") or src.center_id, i["value"], fhir_coding(i.get("type"))[0], False)
         for i in resource.get("identifier") or [] if i.get("value")] + [
         (auth, other, "FHIR-LINK", False) for kind, other in links if kind in ("refer", "seealso")]
     demo = _patient_features(resource, src, ids)
@@ -179,22 +152,22 @@ def _patient_features(resource: dict, src: Source, ids: list) -> dict:
 
 
 def _observation(resource: dict, src: Source, record: str, person: str, encounter_id: str | None) -> dict:
-    code, system, display = _coding(resource.get("code"), {"http://loinc.org"})
-    value = _value(resource)
+    code, system, display = fhir_coding(resource.get("code"), {"http://loinc.org"})
+    value = fhir_value(resource)
     rr = (resource.get("referenceRange") or [{}])[0]
     low, high = (rr.get("low") or {}).get("value"), (rr.get("high") or {}).get("value")
-    interp = _coding((resource.get("interpretation") or [None])[0])[0]
+    interp = fhir_coding((resource.get("interpretation") or [None])[0])[0]
     flag, derived = abnormal_flag(interp, value["value_num"], low, high)
     effective = resource.get("effectiveDateTime") or resource.get("effectiveInstant") \
         or (resource.get("effectivePeriod") or {}).get("start") or resource.get("issued")
-    components = [{"code": _coding(c.get("code"))[0], "system": _coding(c.get("code"))[1],
-                   **{k: v for k, v in _value(c).items() if v is not None}}
+    components = [{"code": fhir_coding(c.get("code"))[0], "system": fhir_coding(c.get("code"))[1],
+                   **{k: v for k, v in fhir_value(c).items() if v is not None}}
                   for c in resource.get("component") or []]
     return src.row(
         record, observation_id=src.record_id("observation", record), person_id=person,
         encounter_id=encounter_id, order_id=None, code=code, code_system=system or "unknown",
         loinc_code=code if system == "LOINC" else None, display=display,
-        category=_coding((resource.get("category") or [None])[0])[0], **value,
+        category=fhir_coding((resource.get("category") or [None])[0])[0], **value,
         reference_low=low, reference_high=high, reference_text=rr.get("text"), abnormal_flag=flag,
         abnormal_flag_derived=derived, status=resource.get("status"), effective_time=fhir_time(effective),
         components_json=json.dumps(components, separators=(",", ":")) if components else None)
@@ -203,7 +176,7 @@ def _observation(resource: dict, src: Source, record: str, person: str, encounte
 def _medication(resource: dict, src: Source, record: str, person: str, encounter_id: str | None) -> dict:
     """A request (dosageInstruction, authoredOn), statement or administration (dosage, effective[x])."""
     concept = resource.get("medicationCodeableConcept")
-    code, system, display = _coding(concept, {"http://www.nlm.nih.gov/research/umls/rxnorm"})
+    code, system, display = fhir_coding(concept, {"http://www.nlm.nih.gov/research/umls/rxnorm"})
     if concept is None:
         display = (resource.get("medicationReference") or {}).get("display")
     kind = MEDICATION_KINDS[resource["resourceType"]]
@@ -216,7 +189,7 @@ def _medication(resource: dict, src: Source, record: str, person: str, encounter
         period = resource.get("effectivePeriod") or {}
         start, end = resource.get("effectiveDateTime") or period.get("start"), period.get("end")
     dose = dosage.get("dose") or ((dosage.get("doseAndRate") or [{}])[0]).get("doseQuantity") or {}
-    route = _coding(dosage.get("route"))
+    route = fhir_coding(dosage.get("route"))
     return src.row(
         record, medication_id=src.record_id("medication", record), person_id=person,
         encounter_id=encounter_id, kind=kind, code=code, code_system=system,
@@ -227,11 +200,11 @@ def _medication(resource: dict, src: Source, record: str, person: str, encounter
 
 
 def _allergy(resource: dict, src: Source, record: str, person: str, encounter_id: str | None) -> dict | None:
-    code, system, display = _coding(resource.get("code"))
+    code, system, display = fhir_coding(resource.get("code"))
     if not (code or display):
         return None
     reactions = resource.get("reaction") or []
-    shown = [_coding(m) for rx in reactions for m in rx.get("manifestation") or []]
+    shown = [fhir_coding(m) for rx in reactions for m in rx.get("manifestation") or []]
     severities = [rx["severity"] for rx in reactions if rx.get("severity") in SEVERITY_RANK]
     onset = resource.get("onsetDateTime") or (resource.get("onsetPeriod") or {}).get("start")
     return src.row(
@@ -242,18 +215,18 @@ def _allergy(resource: dict, src: Source, record: str, person: str, encounter_id
         reaction="; ".join(d or c for c, _, d in shown if d or c) or None,
         reaction_code=next((c for c, _, _ in shown if c), None),
         severity=max(severities, key=SEVERITY_RANK.__getitem__) if severities else None,
-        clinical_status=_coding(resource.get("clinicalStatus"))[0],
-        verification_status=_coding(resource.get("verificationStatus"))[0],
+        clinical_status=fhir_coding(resource.get("clinicalStatus"))[0],
+        verification_status=fhir_coding(resource.get("verificationStatus"))[0],
         onset_time=fhir_time(onset), recorded_time=fhir_time(resource.get("recordedDate")))
 
 
 def _immunization(resource: dict, src: Source, record: str, person: str,
                   encounter_id: str | None) -> dict | None:
-    code, system, display = _coding(resource.get("vaccineCode"), {"http://hl7.org/fhir/sid/cvx"})
+    code, system, display = fhir_coding(resource.get("vaccineCode"), {"http://hl7.org/fhir/sid/cvx"})
     if not code:
         return None
     dose = resource.get("doseQuantity") or {}
-    route, site = _coding(resource.get("route")), _coding(resource.get("site"))
+    route, site = fhir_coding(resource.get("route")), fhir_coding(resource.get("site"))
     return src.row(
         record, immunization_id=src.record_id("immunization", record), person_id=person,
         encounter_id=encounter_id, vaccine_code=code, vaccine_system=system or "unknown",
@@ -267,7 +240,7 @@ def _immunization(resource: dict, src: Source, record: str, person: str,
 
 def _report(resource: dict, src: Source, record: str, person: str, encounter_id: str | None) -> dict | None:
     """Results become the observation_id silver.observations gives the referenced Observation."""
-    code, system, display = _coding(resource.get("code"), {"http://loinc.org"})
+    code, system, display = fhir_coding(resource.get("code"), {"http://loinc.org"})
     if not code:
         return None
     effective = resource.get("effectiveDateTime") or (resource.get("effectivePeriod") or {}).get("start")
@@ -276,7 +249,7 @@ def _report(resource: dict, src: Source, record: str, person: str, encounter_id:
     return src.row(
         record, report_id=src.record_id("report", record), person_id=person, encounter_id=encounter_id,
         code=code, code_system=system or "unknown", loinc_code=code if system == "LOINC" else None,
-        display=display, category=_coding((resource.get("category") or [None])[0])[0],
+        display=display, category=fhir_coding((resource.get("category") or [None])[0])[0],
         status=resource.get("status"), effective_time=fhir_time(effective),
         issued_time=fhir_time(resource.get("issued")), result_observation_ids=results,
         conclusion=resource.get("conclusion"))

@@ -1,13 +1,14 @@
 """Build the silver clinical model from bronze HL7 v2 messages and FHIR resources.
 
 Both formats map to the same tables (encounters, conditions, observations, medications,
-procedures, allergies, immunizations, diagnostic_reports, patient_identities). Bronze rows are
-mapped in Spark tasks, which stage one Parquet file per table; the driver keeps the latest
-version of each record and MERGEs it on the record id, so re-running over the same bronze rows
-changes nothing. A record that fails to map, or breaks a rule its mapping relies on (an RXE
-without a give code: ``Unmappable``), goes to ``quarantine.hl7`` / ``quarantine.fhir`` with the
-reason, whole. ADT A40 merges are then applied: every clinical row of a merged person moves
-to the surviving ``person_id``.
+procedures, allergies, immunizations, diagnostic_reports, patient_identities), and FHIR
+QuestionnaireResponses to followup_answers, each joined to the Questionnaire it names from all of
+bronze. Bronze rows are mapped in Spark tasks, which stage one Parquet file per table; the driver
+keeps the latest version of each record and MERGEs it on the record id, so re-running over the
+same bronze rows changes nothing. A record that fails to map, or breaks a rule its mapping relies
+on (an RXE without a give code, an answer that does not fit its Questionnaire: ``Unmappable``),
+goes to ``quarantine.hl7`` / ``quarantine.fhir`` with the reason, whole. ADT A40 merges are then
+applied: every clinical row of a merged person moves to the surviving ``person_id``.
 """
 
 from __future__ import annotations
@@ -62,16 +63,55 @@ def bronze_input(spark: SparkSession, settings: Settings, run_ids: list[str] | N
         F.concat("resource_type", F.lit("/"), "resource_id").alias("record"),
         F.col("resource_type").alias("kind"), F.col("last_updated").alias("event_time"),
         F.lit(None).cast("string").alias("source_system"), "source_uri", "source_checksum", "ingest_run_id")
-    return hl7.unionByName(fhir)
+    return hl7.withColumn("context", F.lit(None).cast("string")).unionByName(
+        with_questionnaires(spark, settings, fhir))
 
 
-def map_rows(key: bytes, root: str, run_id: str):
-    """mapInArrow body: bronze rows in, one count row out; silver rows are staged per table."""
+def with_questionnaires(spark: SparkSession, settings: Settings, fhir: DataFrame) -> DataFrame:
+    """FHIR rows plus ``context``: for a QuestionnaireResponse the raw JSON of the Questionnaire it
+    names (canonical ``url|version``; without a version, the newest of that url), looked up in all
+    of bronze so one sent in an earlier batch counts; NULL for every other row (and when none is
+    known, which the mapper quarantines)."""
+    q = read_table(spark, settings, "bronze.fhir_resources").where(
+        F.col("resource_type") == "Questionnaire").select(
+        F.get_json_object("raw_json", "$.url").alias("q_url"),
+        F.get_json_object("raw_json", "$.version").alias("q_version"),
+        F.col("raw_json").alias("context"), F.col("last_updated").alias("q_updated"),
+        F.col("resource_id").alias("q_id"))
+    is_response = F.col("kind") == "QuestionnaireResponse"
+    others = fhir.where(~is_response).withColumn("context", F.lit(None).cast("string"))
+    canonical = F.get_json_object("text", "$.questionnaire")  # split as fhir_followup.canonical_parts
+    responses = fhir.where(is_response).withColumns({
+        "_url": F.substring_index(canonical, "|", 1),
+        "_version": F.when(canonical.contains("|"), F.substring_index(canonical, "|", -1))})
+    hit = (responses["_url"] == q["q_url"]) & (
+        responses["_version"].isNull() | (responses["_version"] == q["q_version"]))
+    newest = Window.partitionBy("record").orderBy(
+        F.col("q_updated").desc_nulls_last(), F.col("q_version").desc_nulls_last(), F.col("q_id"))
+    responses = responses.join(q, hit, "left").withColumn("_rank", F.row_number().over(newest))
+    return others.unionByName(responses.where("_rank = 1").select(*others.columns))
+
+
+def map_record(key: bytes, run_id: str, r: dict) -> dict[str, list[dict]]:
+    """Silver rows by table for one bronze row: an HL7 message, or a FHIR resource with its
+    ``context`` (the Questionnaire a QuestionnaireResponse names)."""
     import json
 
     from connectors import fhir_clinical, hl7_clinical
     from connectors.clinical_records import Source
 
+    if r["source_format"] == "HL7v2":
+        src = Source(key, r["center_id"], "HL7v2", r["source_system"] or "HL7v2", r["event_time"],
+                     r["source_checksum"], run_id)
+        return hl7_clinical.records(r["text"], src, r["record"], r["kind"])
+    resource = json.loads(r["text"])
+    system = (resource.get("meta") or {}).get("source") or f"FHIR@{r['center_id']}"
+    src = Source(key, r["center_id"], "FHIR", system, r["event_time"], r["source_checksum"], run_id)
+    return fhir_clinical.records(resource, src, json.loads(r["context"]) if r["context"] else None)
+
+
+def map_rows(key: bytes, root: str, run_id: str):
+    """mapInArrow body: bronze rows in, one count row out; silver rows are staged per table."""
     schemas = {t: get_table(f"silver.{t}").arrow_schema() for t in TABLES}
     qschema = get_table("quarantine.hl7").arrow_schema()
 
@@ -84,16 +124,7 @@ def map_rows(key: bytes, root: str, run_id: str):
             for r in batch.to_pylist():
                 n += 1
                 try:
-                    if r["source_format"] == "HL7v2":
-                        src = Source(key, r["center_id"], "HL7v2", r["source_system"] or "HL7v2",
-                                     r["event_time"], r["source_checksum"], run_id)
-                        found = hl7_clinical.records(r["text"], src, r["record"], r["kind"])
-                    else:
-                        resource = json.loads(r["text"])
-                        system = (resource.get("meta") or {}).get("source") or f"FHIR@{r['center_id']}"
-                        src = Source(key, r["center_id"], "FHIR", system, r["event_time"],
-                                     r["source_checksum"], run_id)
-                        found = fhir_clinical.records(resource, src)
+                    found = map_record(key, run_id, r)
                 except Exception as exc:  # one bad record must not stop the batch
                     why = str(exc) if isinstance(exc, Unmappable) else f"{type(exc).__name__}: {exc}"
                     failed[r["source_format"]].append({

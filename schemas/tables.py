@@ -694,6 +694,42 @@ DIAGNOSTIC_REPORTS = clinical(
     "report_id",
 )
 
+FOLLOWUP_ANSWERS = clinical(
+    "followup_answers",
+    (
+        col("person_id", STRING, True),
+        col("encounter_id", STRING),
+        col("response_id", STRING, True, "keyed pseudonym of the QuestionnaireResponse (groups its answers)"),
+        col("response_status", STRING, doc="in-progress | completed | amended | entered-in-error | stopped"),
+        col("authored_time", TIMESTAMP, doc="QuestionnaireResponse.authored (UTC)"),
+        col("questionnaire_url", STRING, True, "canonical url of the Questionnaire answered"),
+        col("questionnaire_version", STRING, doc="as the response names it, else the version of the "
+            "Questionnaire it was checked against"),
+        col("link_path", STRING, True, "linkIds from the top item down to this one, '/'-joined (phq9/q3)"),
+        col("link_id", STRING, True, "the item's own linkId"),
+        col("item_text", STRING, doc="the item's text as the response shows it, else the questionnaire's"),
+        col("item_type", STRING, doc="Questionnaire item type: integer, choice, boolean, quantity ..."),
+        col("item_position", STRING, doc="index of each item of link_path among its siblings, '/'-joined; "
+            "'i.k' where the next item sits in answer k (tells repeated groups apart)"),
+        col("answer_index", INT, True, "0-based, among the item's answers (repeating items)"),
+        col("value_type", STRING, doc="the answer's value[x]: Integer, Decimal, Coding, String, Boolean ..."),
+        col("value_num", DOUBLE, doc="Integer, Decimal, Quantity value"),
+        col("value_text", STRING, doc="String, Uri, Coding display, Attachment url, Reference"),
+        col("value_code", STRING, doc="Coding code"),
+        col("value_system", STRING, doc="Coding system by common name (LOINC, SNOMED CT ...) or as sent"),
+        col("value_bool", BOOL),
+        col("value_date", DATE),
+        col("value_datetime", TIMESTAMP, doc="dateTime answer in UTC"),
+        col("value_time", STRING, doc="time answer as sent (hh:mm:ss)"),
+        col("value_unit", STRING, doc="Quantity unit: UCUM when it maps to one, else as sent"),
+        col("observation_id", STRING, doc="the silver.observations row extracted from this answer when "
+            "its item carries a code (SDC observation-based extraction)"),
+    ),
+    "Answers of FHIR QuestionnaireResponses (mobile follow-up apps), one row per answer, items nested "
+    "at any depth, each response checked against the Questionnaire it names.",
+    "answer_id",
+)
+
 PATIENT_IDENTITIES = clinical(
     "patient_identities",
     (
@@ -1198,6 +1234,7 @@ ALL_TABLES: tuple[Table, ...] = (
     ALLERGIES,
     IMMUNIZATIONS,
     DIAGNOSTIC_REPORTS,
+    FOLLOWUP_ANSWERS,
     PATIENT_IDENTITIES,
     PERSONS,
     PERSON_LINKS,
