@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -12,9 +13,14 @@ import pytest
 from omicslake.net import free_port
 
 OMICSLAKE = [sys.executable, "-m", "omicslake.cli"]
-DATA_TABLES = ["bronze.vcf_variants", "quarantine.vcf", "silver.samples", "silver.variants",
-               "silver.genotypes", "silver.alignment_qc", "gold.cohort", "gold.cohort_definitions",
-               "ops.centers"]
+DATA_TABLES = [
+    "bronze.vcf_variants", "quarantine.vcf", "silver.samples", "silver.variants", "silver.genotypes",
+    "silver.alignment_qc", "bronze.hl7_messages", "bronze.fhir_resources", "silver.conditions",
+    "silver.observations", "silver.medications", "silver.encounters", "bronze.dicom_instances",
+    "silver.imaging_studies", "silver.persons", "silver.variant_annotations", "silver.pgx_diplotypes",
+    "gold.cohort", "gold.cohort_definition", "gold.cohort_versions", "ops.centers",
+]
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "querying.md"
 
 
 @pytest.fixture(scope="module")
@@ -44,38 +50,65 @@ def table_rows(home: Path) -> dict[str, int]:
     return {d["name"]: d["rows"] for d in map(json.loads, out.splitlines())}
 
 
-def test_demo_twice_then_tables_and_sql(demo_home):
+def _json(proc: subprocess.CompletedProcess) -> list[dict]:
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+
+
+def test_demo_runs_every_feed_and_reruns_without_new_rows(demo_home):
     home, first = demo_home
     assert "demo finished" in first.stdout
-    assert "running DAG omicslake_genomics" in first.stderr
+    for dag in ("genomics", "clinical", "imaging", "curation", "cohorts"):
+        assert f"running DAG omicslake_{dag}" in first.stderr
+    assert "over MLLP" in first.stderr and "C-STORE" in first.stderr
     rows = table_rows(home)
-    for layer in ("bronze.", "silver.", "ops.", "gold."):
-        assert any(n > 0 for t, n in rows.items() if t.startswith(layer)), layer
+    assert {t: n for t, n in rows.items() if t in DATA_TABLES and n == 0} == {}
     assert rows["quarantine.vcf"] == 1
+    sizes = {c["name"]: c["members"] for c in _json(cli(home, "cohort", "list", "--json"))}
+    assert set(sizes) == {"lung_cancer_egfr", "hboc_brca", "t2d_hba1c", "stroke_imaging"}
+    assert all(n > 0 for n in sizes.values()), sizes
+    for name, n in sizes.items():  # the demo prints each cohort's size and the report it wrote
+        line = next(x for x in first.stdout.splitlines() if x.strip().startswith(name))
+        assert f"{n} members" in line and Path(line.split()[-1]).read_text().startswith("<!DOCTYPE html>")
     cli(home, "demo")
     again = table_rows(home)
     assert {t: again[t] for t in DATA_TABLES} == {t: rows[t] for t in DATA_TABLES}
     assert again["ops.ingest_runs"] > rows["ops.ingest_runs"]  # one row per run, by design
-    out = cli(home, "sql", "--json",
-              "SELECT center_id, count(*) AS n FROM silver.samples GROUP BY center_id ORDER BY center_id")
-    got = [json.loads(line) for line in out.stdout.splitlines()]
-    assert got == [{"center_id": c, "n": 8} for c in sorted(["PRV-N", "CTY-S1", "CNT-S1A", "CNT-N1A"])]
     skipped = cli(home, "sql", "--json",
                   "SELECT count(*) AS n FROM ops.ingest_runs WHERE job = 'ingest_vcf' AND status = 'skipped'")
-    assert json.loads(skipped.stdout)["n"] == 4
-    county = cli(home, "sql", "--json", "--as", "CNT-S1A",
-                 "SELECT center_id, count(*) AS n FROM silver.samples GROUP BY center_id")
-    assert [json.loads(line) for line in county.stdout.splitlines()] == [{"center_id": "CNT-S1A", "n": 8}]
-    province = cli(home, "sql", "--json", "--as", "PRV-S",
-                   "SELECT DISTINCT center_id FROM silver.genotypes ORDER BY center_id")
-    assert [json.loads(x)["center_id"] for x in province.stdout.splitlines()] == ["CNT-S1A", "CTY-S1"]
+    assert json.loads(skipped.stdout)["n"] == 1
+
+
+def test_centers_see_their_subtree(demo_home):
+    home, _ = demo_home
+    everyone = {r["center_id"] for r in _json(cli(home, "sql", "--json",
+                                                  "SELECT DISTINCT center_id FROM silver.conditions"))}
+    assert {"CNT-S1A", "CTY-S1", "PRV-N"} <= everyone
+    county = cli(home, "sql", "--json", "--as", "CNT-S1A", "SELECT DISTINCT center_id FROM silver.conditions")
+    assert _json(county) == [{"center_id": "CNT-S1A"}]
+    south = cli(home, "sql", "--json", "--as", "PRV-S",
+                "SELECT DISTINCT center_id FROM silver.conditions ORDER BY center_id")
+    assert [r["center_id"] for r in _json(south)] == ["CNT-S1A", "CTY-S1"]  # not PRV-N, another province
     refused = cli(home, "sql", "--as", "PRV-S", "SELECT * FROM bronze.vcf_headers", check=False)
     assert refused.returncode == 2 and "admins only" in refused.stderr
-    events = cli(home, "audit", "--json", "--center", "PRV-S", "--action", "query").stdout.splitlines()
-    outcomes = [(e["principal"], e["outcome"], e["target"]) for e in map(json.loads, events)]
-    assert outcomes[:2] == [("PRV-S:analyst", "refused", "sql"), ("PRV-S:analyst", "ok", "silver.genotypes")]
+    events = _json(cli(home, "audit", "--json", "--center", "PRV-S", "--action", "query"))
+    outcomes = [(e["principal"], e["outcome"], e["target"]) for e in events]
+    assert outcomes[:2] == [("PRV-S:analyst", "refused", "sql"), ("PRV-S:analyst", "ok", "silver.conditions")]
     hist = cli(home, "history", "silver.variants", "--json").stdout.splitlines()
     assert json.loads(hist[-1])["operation"] == "CREATE TABLE"
+
+
+def test_every_query_in_the_docs_runs_on_the_demo_lake(demo_home):
+    home, _ = demo_home
+    blocks = re.findall(r"```sql\n(.*?)```", DOCS.read_text(), re.S)
+    assert len(blocks) >= 8
+    version = None
+    for sql in blocks:
+        if "{version}" in sql:
+            assert version is not None, "a {version} query needs a version query before it"
+            sql = sql.replace("{version}", str(version))
+        got = _json(cli(home, "sql", "--json", sql))
+        assert got, f"no rows from docs/querying.md query:\n{sql}"
+        version = got[0].get("version", version)
 
 
 def test_errors_are_clear(home):
@@ -121,7 +154,12 @@ def test_serve_and_connect_from_another_process(demo_home):
         )
         out = subprocess.run([sys.executable, "-c", plain], env=env, capture_output=True, text=True,
                              timeout=120)
-        assert out.stdout.strip().splitlines()[-1] == "32", out.stderr[-2000:]
+        assert out.stdout.strip().splitlines()[-1] == str(rows["silver.samples"]), out.stderr[-2000:]
+        notebook = re.search(r"```python\n(.*?)```", DOCS.read_text(), re.S).group(1)
+        notebook = notebook.replace("sc://localhost:15002", f"sc://127.0.0.1:{port}")
+        out = subprocess.run([sys.executable, "-c", notebook], env=env, capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0 and "age_at_index" in out.stdout, out.stderr[-3000:]
     finally:
         server.terminate()
         server.wait(timeout=30)

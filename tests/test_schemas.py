@@ -18,8 +18,8 @@ def test_bronze_tables_carry_provenance():
 
 
 def test_cohort_is_omop_shaped():
-    assert get_table("gold.cohort").column_names == [
-        "cohort_definition_id", "subject_id", "cohort_start_date", "cohort_end_date"
+    assert get_table("gold.cohort").column_names == [  # OMOP's four, then the index event's center
+        "cohort_definition_id", "subject_id", "cohort_start_date", "cohort_end_date", "center_id"
     ]
 
 
