@@ -206,7 +206,7 @@ def tables(as_json: bool) -> None:
     for i in infos:
         t.add_row(i.name, i.layer, str(i.rows), str(i.version), str(i.files),
                   ",".join(i.partition_by), i.location)
-    Console(width=200).print(t)
+    Console(width=200, emoji=False, markup=False, highlight=False).print(t)
 
 
 @main.command()
@@ -266,7 +266,7 @@ def sql(query: str, as_principal: str | None, as_json: bool, limit: int) -> None
         t.add_column(name)
     for r in rows:
         t.add_row(*["" if v is None else str(v) for v in r])
-    Console(width=200).print(t)
+    Console(width=200, emoji=False, markup=False, highlight=False).print(t)
     click.echo(f"{len(rows)} row(s)", err=True)
 
 
@@ -1120,6 +1120,112 @@ def pgx_show(person_id: str | None, sample_id: str | None, as_json: bool) -> Non
     for a in found["alerts"]:
         click.echo(f"  ALERT  {a['drug']} prescribed {a['prescribed_at']} at {a['center_id']}: "
                    f"{a['recommendation']}")
+
+
+@main.group("kg")
+def kg() -> None:
+    """The precision-medicine knowledge graph: gold.kg_nodes and gold.kg_edges.
+
+    \b
+    `build` derives the lake's part (person -> variant -> gene, variant -> gene with ClinVar
+    significance, gene -> drug from CPIC, person -> ICD-10 category, drug and imaging study);
+    persons appear only as person:<person_id>. `load` adds a release of PrimeKG (kg.csv) or
+    Hetionet (nodes TSV + edges SIF). Queries read the lake's own rows plus the latest loaded
+    release of each external graph, unless --release names releases.
+    """
+
+
+@kg.command("build")
+def kg_build() -> None:
+    """Rebuild the lake's rows of the graph (loaded external releases are kept)."""
+    from jobs import build_kg
+
+    settings = load_settings()
+    spark = _spark(settings)
+    with _status("building the knowledge graph"):
+        r = build_kg.run(spark, settings)
+    click.echo(r.summary())
+    click.echo("nodes: " + ", ".join(f"{k} {v}" for k, v in r.details["nodes"].items()))
+    click.echo("edges: " + ", ".join(f"{k} {v}" for k, v in r.details["edges"].items()))
+
+
+@kg.command("load")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["primekg", "hetionet"]), required=True,
+              help="primekg: one kg.csv; hetionet: the nodes TSV and the edges SIF/TSV (.gz read as is).")
+@click.option("--release", required=True, help="Name of this release, e.g. 2023-03 or v1.0.")
+@click.option("--replace", is_flag=True,
+              help="The release name is loaded from other content: drop its rows and load these.")
+def kg_load(files: tuple[str, ...], fmt: str, release: str, replace: bool) -> None:
+    """Load one release of an external graph next to the lake's rows.
+
+    \b
+    The same content under the same name is skipped; other content under a loaded name is
+    refused (releases are never mixed) unless --replace. Two releases of one graph coexist;
+    queries read the latest unless told --release.
+    """
+    from jobs import build_kg
+
+    settings = load_settings()
+    spark = _spark(settings)
+    with _status(f"loading {fmt} release {release}"):
+        r = build_kg.load(spark, settings, fmt, list(files), release, replace)
+    click.echo(r.summary())
+    if r.status == "skipped":
+        click.echo(f"{fmt} release {release} is already loaded with this content; nothing to do")
+
+
+@kg.command("releases")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per release.")
+def kg_releases(as_json: bool) -> None:
+    """The loaded external graph releases; the newest of each graph is what queries read."""
+    from jobs import build_kg
+
+    settings = load_settings()
+    for r in build_kg.releases(_spark(settings), settings):
+        if as_json:
+            click.echo(json.dumps(r.__dict__, default=str))
+        else:
+            click.echo(f"{r.source:<9} {r.release:<20} {r.records:>10} edges  loaded {r.loaded_at}  "
+                       f"sha256 {r.sha256[:12]}")
+
+
+@kg.command("neighbors")
+@click.argument("node")
+@click.option("--hops", default=1, show_default=True, type=click.IntRange(1, 6), help="Edges away from NODE.")
+@click.option("--relation", "relations", multiple=True, help="Follow only this relation (repeatable).")
+@click.option("--release", "releases", multiple=True,
+              help="External graph release to read (repeatable). Default: the lake's own rows plus the "
+                   "latest loaded release of each external graph; with --release, the lake's rows plus "
+                   "exactly the named releases.")
+@click.option("--max-edges", default=5000, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="Stop when one hop reaches more edges than this.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per edge followed.")
+def kg_neighbors(node: str, hops: int, relations: tuple[str, ...], releases: tuple[str, ...],
+                 max_edges: int, as_json: bool) -> None:
+    """Nodes within --hops of NODE, edges followed in both directions.
+
+    \b
+    NODE is a node id: person:<person_id>, gene:EGFR, variant:GRCh38:chr7:55191822:T:G,
+    disease:ICD10:C34, drug:clopidogrel, drug:DrugBank:DB00530 ... Each hop is a join on the
+    engine; only the edges of the answer come back.
+    """
+    from jobs import build_kg
+
+    settings = load_settings()
+    spark = _spark(settings)
+    found = build_kg.neighbors(spark, settings, node, hops, list(relations) or None,
+                               list(releases) or None, max_edges)
+    if as_json:
+        for e in found["edges"]:
+            click.echo(json.dumps(e, default=str))
+        return
+    click.echo(f"{node}  ({found['type']}{', ' + found['name'] if found['name'] else ''}; {found['source']})")
+    for e in found["edges"]:
+        far = e["node"]
+        click.echo(f"  hop {e['hop']}  {e['src']} -[{e['relation']}]-> {e['dst']}   "
+                   f"{far.get('type', '?')} {far.get('name') or ''}  ({e['source']}; {e['evidence'] or '-'})")
+    click.echo(f"{len(found['edges'])} edge(s)", err=True)
 
 
 if __name__ == "__main__":

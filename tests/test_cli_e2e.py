@@ -122,6 +122,8 @@ def test_errors_are_clear(home):
     p = subprocess.run([*OMICSLAKE, "tables"], env=env, capture_output=True, text=True)
     assert p.returncode == 2 and "OMICSLAKE_ENGINE='nope'" in p.stderr
     assert "Settings (environment variables)" in cli(home, "--help").stdout
+    shown = cli(home, "sql", "SELECT 'GRCh38:chr13:1:A:C' AS v, '[b]x[/b]' AS m").stdout
+    assert "GRCh38:chr13:1:A:C" in shown and "[b]x[/b]" in shown  # values are printed, not rendered
 
 
 def test_serve_and_connect_from_another_process(demo_home):
