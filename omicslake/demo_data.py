@@ -2,7 +2,10 @@
 
 ``make_vcf``/``make_demo_inputs`` give small random VCFs per center (the tests use them);
 ``make_population_vcf`` gives the demo population's one multi-sample VCF, with the pathogenic
-demo sites called in their carriers. Same seed, same bytes: running the demo twice feeds
+demo sites called in their carriers and, given a ``PgxPlan``, a record at every PharmCAT defining
+position of the planned pharmacogenes for every sample (0/0 included: a position without a
+record is a no-call, never reference, so a gene is only called where all its positions are
+sent). Same seed, same bytes: running the demo twice feeds
 identical files, which is how the demo shows that ingestion is idempotent.
 """
 
@@ -17,15 +20,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from omicslake.demo_population import Site
+    from connectors.pharmcat import GeneDefinition, Position
+    from omicslake.demo_population import Diplo, PgxPlan, Site
 
 CONTIGS = {"chr1": 248956422, "chr17": 83257441, "chr22": 50818468}
 REGIONS = {"chr1": (1_000_000, 2_000_000), "chr17": (43_044_295, 43_125_483),
            "chr22": (20_000_000, 21_000_000)}
 SENDERS = ("PRV-N", "CTY-S1", "CNT-S1A", "CNT-N1A")
-# The population VCF adds the EGFR and BRCA2 gene regions (GRCh38) to the background regions.
-POPULATION_CONTIGS = {"chr1": 248956422, "chr7": 159345973, "chr13": 114364328, "chr17": 83257441,
-                      "chr22": 50818468}
+# The population VCF adds the EGFR and BRCA2 gene regions (GRCh38) to the background regions,
+# and the pharmacogenes' contigs (DPYD chr1, TPMT chr6, CYP2C19/CYP2C9 chr10, SLCO1B1 chr12).
+POPULATION_CONTIGS = {"chr1": 248956422, "chr6": 170805979, "chr7": 159345973, "chr10": 133797422,
+                      "chr12": 133275309, "chr13": 114364328, "chr17": 83257441, "chr22": 50818468}
 POPULATION_REGIONS = {**REGIONS, "chr7": (55_019_017, 55_211_628), "chr13": (32_315_508, 32_400_268)}
 MANIFEST_COLUMNS = ["sample_id", "patient_id", "assigning_authority", "specimen", "assay", "build"]
 
@@ -158,17 +163,95 @@ def _site_record(rng: np.random.Generator, site: Site, samples: list[str], carri
 
 
 def make_population_vcf(path: Path, samples: list[str], carriers: dict[Site, set[str]], n_sites: int,
-                        seed: int, bad_line: bool = True) -> Path:
+                        seed: int, bad_line: bool = True, pgx: PgxPlan | None = None) -> Path:
     """The sequencing center's multi-sample VCF: random background sites in the demo regions
-    (never at a pathogenic position) plus each pathogenic site called in ``carriers[site]``."""
+    (never at a pathogenic or pharmacogene position) plus each pathogenic site called in
+    ``carriers[site]`` and, with ``pgx``, every sample's genotypes at the pharmacogenes."""
     rng = np.random.default_rng(seed)
-    avoid = frozenset((site.contig, site.pos) for site in carriers)
+    avoid = frozenset((site.contig, site.pos) for site in carriers) | _pgx_positions(pgx)
     records = _background(rng, POPULATION_REGIONS, n_sites, len(samples), avoid)
     records += [(site.contig, site.pos, _site_record(rng, site, samples, carried))
                 for site, carried in carriers.items()]
+    if pgx is not None:
+        records += _pgx_records(rng, pgx, samples)
     if bad_line:
         records.append(_bad_record(len(samples)))
     return _write_indexed(path, samples, records, POPULATION_CONTIGS)
+
+
+def _pgx_positions(plan: PgxPlan | None) -> frozenset[tuple[str, int]]:
+    if plan is None:
+        return frozenset()
+    from connectors.pharmcat import load_gene
+
+    return frozenset((p.contig, p.pos) for g in plan.genes for p in load_gene(g).positions)
+
+
+def _base(defined: str, ref: str) -> str:
+    """The base to write for a definition's value: an IUPAC code (R = A or G) becomes the
+    reference base when the code allows it, else the code's first base."""
+    from omicslake.diplotypes import IUPAC
+
+    if defined not in IUPAC:
+        return defined
+    return ref if len(ref) == 1 and ref in IUPAC[defined] else IUPAC[defined][0]
+
+
+def haplotypes(gene: GeneDefinition, d: Diplo) -> tuple[list[str], list[str]]:
+    """The diplotype's two haplotypes as the alleles to write at each defining position (the
+    reference where a named allele defines none)."""
+    named = {a.name: a for a in gene.alleles}
+
+    def bases(name: str) -> list[str]:
+        return [_base(v, p.ref) for v, p in zip(gene.filled(named[name]), gene.positions, strict=True)]
+
+    return bases(d.allele1), bases(d.allele2)
+
+
+Genotype = tuple[str, str, bool] | None  # the two alleles and whether phased; None: ./.
+
+
+def _pgx_record(rng: np.random.Generator, p: Position, calls: list[Genotype]) -> str:
+    """One defining position, every sample called (0/0 for the reference), with its rsID."""
+    alleles = [p.ref, *p.alts]
+    dps, gqs = rng.integers(25, 60, size=len(calls)), rng.integers(40, 99, size=len(calls))
+    halves = rng.binomial(dps, 0.5)
+    counts, cols = [0] * len(alleles), []
+    for call, dp, gq, half in zip(calls, dps.tolist(), gqs.tolist(), halves.tolist(), strict=True):
+        if call is None:
+            cols.append("./.:.:.:.")
+            continue
+        i, j = alleles.index(call[0]), alleles.index(call[1])  # a base outside REF/ALT is a bug
+        ad = [0] * len(alleles)
+        ad[i] += dp if i == j else half
+        ad[j] += 0 if i == j else dp - half
+        counts[i] += 1
+        counts[j] += 1
+        cols.append(f"{i}{'|' if call[2] else '/'}{j}:{','.join(map(str, ad))}:{dp}:{gq}")
+    an = sum(counts)
+    info = (f"AC={','.join(map(str, counts[1:]))};AN={an};"
+            f"AF={','.join(f'{c / max(an, 1):.4f}' for c in counts[1:])};DP={int(rng.integers(900, 2400))}")
+    return (f"{p.contig}\t{p.pos}\t{p.rsid or '.'}\t{p.ref}\t{','.join(p.alts)}\t"
+            f"{int(rng.integers(200, 999))}\tPASS\t{info}\tGT:AD:DP:GQ\t" + "\t".join(cols))
+
+
+def _pgx_records(rng: np.random.Generator, plan: PgxPlan, samples: list[str]) -> list[Line]:
+    """A record at every defining position of the plan's genes, for every sample in ``samples``."""
+    from connectors.pharmcat import load_gene
+
+    records = []
+    for name in plan.genes:
+        gene = load_gene(name)
+        haps = {d: haplotypes(gene, d) for d in sorted({plan.diplotypes[s][name] for s in samples},
+                                                        key=lambda d: (d.name, d.phased))}
+        for i, p in enumerate(gene.positions):
+            calls: list[Genotype] = []
+            for s in samples:
+                d = plan.diplotypes[s][name]
+                h1, h2 = haps[d]
+                calls.append(None if (s, name, p.pos) in plan.no_calls else (h1[i], h2[i], d.phased))
+            records.append((p.contig, p.pos, _pgx_record(rng, p, calls)))
+    return records
 
 
 def write_manifest(path: Path, rows: Iterable[tuple[str, str, str]]) -> Path:

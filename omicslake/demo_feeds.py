@@ -4,7 +4,8 @@ Bundles from the provincial hospital.
 Registrations come from ``person_population`` (ADT with PID as each desk writes it). Each
 clinical ``Event`` of ``demo_population`` is sent the way its center would: at the county and
 the city an ADT^A08 with a DG1 for a diagnosis and an ORU^R01 with one OBX for an HbA1c result;
-at the province a Condition, Observation or MedicationRequest with its Encounter in the
+at the province a Condition, Observation or MedicationRequest (metformin, and clopidogrel or
+capecitabine for the persons ``demo_population`` genotyped for them) with its Encounter in the
 patient's Bundle. The codes are those the connectors map: ICD-10 (HL7 ``I10``, FHIR
 ``http://hl7.org/fhir/sid/icd-10``), LOINC, UCUM ``%`` and ATC.
 """
@@ -17,7 +18,15 @@ from datetime import date
 from pathlib import Path
 
 from omicslake import person_population as pp
-from omicslake.demo_population import HBA1C, ICD10, METFORMIN, DemoPopulation, Event
+from omicslake.demo_population import (
+    CAPECITABINE,
+    CLOPIDOGREL,
+    HBA1C,
+    ICD10,
+    METFORMIN,
+    DemoPopulation,
+    Event,
+)
 
 REGISTERED = "20240102080000"  # when the centers sent the registrations (ADT)
 FHIR_BASE = "http://prv-n.example.cn/fhir"
@@ -132,19 +141,30 @@ def hba1c(patient: str, eid: str, e: Event, rid: str) -> dict:
             "interpretation": [_concept(f"{TERMINOLOGY}/v3-ObservationInterpretation", flag)]}
 
 
-def metformin(patient: str, eid: str, e: Event, rid: str) -> dict:
-    """Coded in ATC only: the FHIR mapper prefers an RxNorm coding when there is one."""
-    dose = {"text": "500 mg twice daily with meals",
-            "route": _concept("http://snomed.info/sct", "26643006", "Oral route"),
-            "doseAndRate": [{"doseQuantity": _quantity(500, "mg")}]}
+# ATC code -> (name, dosage text, dose in mg, product text) of each drug the demo prescribes.
+DRUGS = {
+    METFORMIN[0]: (METFORMIN[1], "500 mg twice daily with meals", 500, "metformin 500 mg tablet"),
+    CLOPIDOGREL[0]: (CLOPIDOGREL[1], "75 mg once daily", 75, "clopidogrel 75 mg tablet"),
+    CAPECITABINE[0]: (CAPECITABINE[1], "1000 mg/m2 twice daily on days 1-14 of a 21-day cycle", 1500,
+                      "capecitabine 500 mg tablet"),
+}
+
+
+def medication_request(patient: str, eid: str, e: Event, rid: str) -> dict:
+    """Coded in ATC only: the FHIR mapper prefers an RxNorm coding when there is one, and the
+    medication alerts match prescriptions by ATC code as well as by RxNorm ingredient."""
+    name, text, mg, product = DRUGS[e.code]
+    dose = {"text": text, "route": _concept("http://snomed.info/sct", "26643006", "Oral route"),
+            "doseAndRate": [{"doseQuantity": _quantity(mg, "mg")}]}
+    drug = {**_concept("http://www.whocc.no/atc", e.code, name), "text": product}
     return {"resourceType": "MedicationRequest", "id": rid, "status": "active", "intent": "order",
-            "medicationCodeableConcept": {**_concept("http://www.whocc.no/atc", METFORMIN[0], METFORMIN[1]),
-                                          "text": "metformin 500 mg tablet"},
+            "medicationCodeableConcept": drug,
             "subject": {"reference": f"Patient/{patient}"}, "encounter": {"reference": f"Encounter/{eid}"},
             "authoredOn": e.day.isoformat(), "dosageInstruction": [dose]}
 
 
-BUILDERS = {"diagnosis": condition, "hba1c": hba1c, "metformin": metformin}
+BUILDERS = {"diagnosis": condition, "hba1c": hba1c,
+            **{name: medication_request for name, *_ in DRUGS.values()}}  # the Event kind of a drug
 
 
 def patient_bundle(r: pp.Record, events: list[Event]) -> dict:

@@ -10,7 +10,12 @@ genomic and clinical criteria meet after person linkage:
 - hereditary breast/ovarian cancer (C50.9 / C56, women), most carrying a BRCA1 or BRCA2 SNV;
 - type 2 diabetes (E11.9) with 2-4 HbA1c results (LOINC 4548-4, %) and metformin (ATC A10BA02);
   type 1 diabetes (E10.9) and normal HbA1c results as exclusion material;
-- ischaemic stroke (I63.9), most with a head CT or brain MR 0-3 days after the diagnosis.
+- ischaemic stroke (I63.9), most with a head CT or brain MR 0-3 days after the diagnosis;
+- pharmacogenes (``PGX_GENES``): every sequenced sample is genotyped at every PharmCAT defining
+  position, most as the normal diplotype; a few CYP2C19 intermediate/poor metabolizers among the
+  stroke patients get clopidogrel (ATC B01AC04) at the province, as do two normal metabolizers,
+  and DPYD intermediate metabolizers among the breast cancer patients get capecitabine
+  (ATC L01BC06), so that ``gold.medication_alerts`` has rows to show and rows to leave out.
 
 Each fact is an ``Event`` filed at one center the person is registered at; the feed writers
 (``demo_feeds``, ``demo_imaging``) turn events into HL7 v2, FHIR R4 and DICOM. Same seed, same
@@ -20,6 +25,7 @@ population, same events.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
@@ -60,10 +66,72 @@ ICD10 = {
 }
 HBA1C = ("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood")
 METFORMIN = ("A10BA02", "metformin")
+CLOPIDOGREL = ("B01AC04", "clopidogrel")
+CAPECITABINE = ("L01BC06", "capecitabine")
 # How many persons get each condition, and how many of them carry the driver variant.
 SIZES = {"stroke": 12, "hboc": 12, "lung": 12, "t2d": 18, "t1d": 2, "normal_hba1c": 10}
 CARRIERS = {"lung": 9, "hboc_brca1": 6, "hboc_brca2": 4, "unaffected_brca1": 2}
 IMAGED = {"stroke": 10, "lung": 6}
+
+
+@dataclass(frozen=True)
+class Diplo:
+    """A diplotype with PharmCAT's allele names (in PharmCAT's order), and whether the VCF
+    writes it phased (``|``) or unphased (``/``)."""
+
+    allele1: str
+    allele2: str
+    phased: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.allele1}/{self.allele2}"
+
+
+@dataclass(frozen=True)
+class PgxGroup:
+    """Persons of one pool given one diplotype (and maybe a drug its guidance speaks to)."""
+
+    pool: str  # stroke | breast | lung | any: sequenced persons the pool's records can reach
+    gene: str
+    alleles: tuple[str, str]
+    persons: int
+    drug: tuple[str, str] | None = None  # (ATC code, name), prescribed at the province
+    no_call: int | None = None  # a defining position written ./. for the group's first person
+
+
+@dataclass(frozen=True)
+class PgxPlan:
+    """What the population VCF calls at the pharmacogenes' defining positions, by sample."""
+
+    genes: tuple[str, ...]
+    diplotypes: dict[str, dict[str, Diplo]]  # sample -> gene -> diplotype, every gene
+    no_calls: frozenset[tuple[str, str, int]] = frozenset()  # (sample, gene, position) written ./.
+
+
+# Genotyped at every PharmCAT defining position in every sample; normal unless PGX says otherwise.
+PGX_GENES = ("CYP2C19", "DPYD", "TPMT", "SLCO1B1", "CYP2C9")
+NORMAL = {"CYP2C19": Diplo("*1", "*1"), "DPYD": Diplo("Reference", "Reference"), "TPMT": Diplo("*1", "*1"),
+          "SLCO1B1": Diplo("*1", "*1"), "CYP2C9": Diplo("*1", "*1")}
+DPYD_2A = "c.1905+1G>A (*2A)"
+RS3758581 = 94842866  # CYP2C19: without it *1 and *38 look alike, a `partial` call
+# Each group takes persons no earlier group took. Stroke patients on clopidogrel: 5 intermediate
+# or poor metabolizers (alerts) and 2 normal ones (no alert); breast cancer on capecitabine: 2 DPYD
+# intermediate metabolizers (alerts) and 1 normal one.
+PGX = (
+    PgxGroup("stroke", "CYP2C19", ("*2", "*2"), 1, CLOPIDOGREL),
+    PgxGroup("stroke", "CYP2C19", ("*1", "*2"), 4, CLOPIDOGREL),
+    PgxGroup("stroke", "CYP2C19", ("*1", "*1"), 2, CLOPIDOGREL),
+    PgxGroup("breast", "DPYD", ("Reference", DPYD_2A), 2, CAPECITABINE),
+    PgxGroup("breast", "DPYD", ("Reference", "Reference"), 1, CAPECITABINE),
+    PgxGroup("lung", "DPYD", ("Reference", DPYD_2A), 1),
+    PgxGroup("any", "CYP2C19", ("*1", "*2"), 2, no_call=RS3758581),
+    PgxGroup("any", "CYP2C19", ("*2", "*2"), 1),
+    PgxGroup("any", "CYP2C19", ("*1", "*17"), 3),
+    PgxGroup("any", "TPMT", ("*1", "*3A"), 2),
+    PgxGroup("any", "SLCO1B1", ("*1", "*5"), 2),
+    PgxGroup("any", "CYP2C9", ("*1", "*3"), 2),
+)
 
 
 @dataclass(frozen=True)
@@ -72,9 +140,9 @@ class Event:
 
     person: int
     center_id: str
-    kind: str  # diagnosis | hba1c | metformin | imaging
+    kind: str  # diagnosis | hba1c | imaging | metformin | clopidogrel | capecitabine
     day: date
-    code: str  # ICD-10 code, LOINC code, ATC code, or the modality (CT, MR)
+    code: str  # ICD-10 code, LOINC code, ATC code (the drug kinds), or the modality (CT, MR)
     value: float | None = None
     body_part: str | None = None
 
@@ -87,6 +155,8 @@ class DemoPopulation:
     diseases: dict[str, list[int]] = field(default_factory=dict)
     carriers: dict[str, list[int]] = field(default_factory=dict)  # site name -> persons
     events: list[Event] = field(default_factory=list)
+    pgx: dict[str, dict[int, Diplo]] = field(default_factory=dict)  # gene -> person -> PGX diplotype
+    pgx_no_calls: list[tuple[int, str, int]] = field(default_factory=list)  # (person, gene, position)
 
     def sample_person(self) -> dict[str, int]:
         return {r.extra["sample_id"]: r.person for r in self.manifest}
@@ -99,6 +169,18 @@ class DemoPopulation:
 
     def carrier_sites(self, person: int) -> list[Site]:
         return [s for s in SITES if person in self.carriers.get(s.name, [])]
+
+    def diplotype(self, person: int, gene: str) -> Diplo:
+        return self.pgx.get(gene, {}).get(person, NORMAL[gene])
+
+    def pgx_plan(self) -> PgxPlan:
+        """Every sample's diplotypes, for ``demo_data.make_population_vcf``: a person's samples
+        all carry the person's (two samples that disagree would make a no-call)."""
+        person = self.sample_person()
+        calls = {s: {g: self.diplotype(p, g) for g in PGX_GENES} for s, p in person.items()}
+        missing = frozenset((s, g, pos) for s, p in person.items()
+                            for q, g, pos in self.pgx_no_calls if q == p)
+        return PgxPlan(PGX_GENES, calls, missing)
 
 
 def _homes(pop: pp.Population) -> dict[tuple[int, str], pp.Record]:
@@ -120,6 +202,8 @@ def build(n_persons: int = 200, seed: int = 2026, manifest_rate: float = 0.7) ->
     for name, persons in sorted(demo.diseases.items()):
         for person in persons:
             demo.events += EVENTS[name](demo, rng, person)
+    pgx_rng = random.Random(seed + 2)  # its own stream: the diseases above stay as they were
+    demo.events += [_prescription(demo, pgx_rng, p, drug) for p, drug in _assign_pgx(demo, pgx_rng)]
     return demo
 
 
@@ -232,3 +316,41 @@ def _normal(demo: DemoPopulation, rng: random.Random, person: int) -> list[Event
 
 EVENTS = {"stroke": _stroke, "lung": _lung, "hboc": _hboc, "t2d": _t2d, "t1d": _t1d,
           "normal_hba1c": _normal}
+
+
+def _callable(demo: DemoPopulation) -> set[int]:
+    """Sequenced persons with one sample whose provincial FHIR Patient carries the MRN their
+    manifest row names: their prescriptions and their sample meet in linkage by that MRN."""
+    samples = Counter(r.person for r in demo.manifest)
+    mrn = {r.person: r.identifier for r in demo.manifest}
+    homes = {p: demo.homes.get((p, pp.PROVINCE)) for p in mrn}
+    return {p for p, h in homes.items() if samples[p] == 1 and h is not None and h.extra.get("mrn") == mrn[p]}
+
+
+def _assign_pgx(demo: DemoPopulation, rng: random.Random) -> list[tuple[int, tuple[str, str]]]:
+    """Give each ``PGX`` group its persons (one in three heterozygotes phased); returns who is
+    prescribed what."""
+    ok, hboc = _callable(demo), demo.diseases["hboc"]
+    pools = {"stroke": demo.diseases["stroke"], "lung": demo.diseases["lung"],
+             "breast": [p for k, p in enumerate(hboc) if k % 3 != 2],  # C50.9, see _hboc
+             "any": demo.sequenced()}
+    taken: set[int] = set()
+    prescribed, hets = [], 0
+    for g in PGX:
+        chosen = _take(rng, [p for p in pools[g.pool] if p in ok], g.persons, taken)
+        for person in chosen:
+            het = g.alleles[0] != g.alleles[1]
+            hets += het
+            demo.pgx.setdefault(g.gene, {})[person] = Diplo(*g.alleles, phased=het and hets % 3 == 1)
+            prescribed += [(person, g.drug)] if g.drug else []
+        if g.no_call and chosen:
+            demo.pgx_no_calls.append((chosen[0], g.gene, g.no_call))
+    return prescribed
+
+
+def _prescription(demo: DemoPopulation, rng: random.Random, person: int, drug: tuple[str, str]) -> Event:
+    """The drug at the province after the person's first diagnosis: clopidogrel within days of
+    the stroke, capecitabine weeks after the breast cancer diagnosis."""
+    dx = min(e.day for e in demo.events if e.person == person and e.kind == "diagnosis")
+    wait = rng.randrange(0, 3) if drug == CLOPIDOGREL else rng.randrange(21, 60)
+    return Event(person, pp.PROVINCE, drug[1], dx + timedelta(days=wait), drug[0])

@@ -1,5 +1,6 @@
 """The demo population and its feeds, without running the pipeline: diseases where they were
-meant to go, and every file readable by the parser the project reads it with."""
+meant to go, pharmacogene diplotypes that the matcher calls back from the VCF, prescriptions for
+the persons meant to get them, and every file readable by the parser the project reads it with."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ from datetime import timedelta
 import pysam
 import pytest
 
+from connectors import pharmcat
 from connectors.clinical_records import Source
 from omicslake import demo_feeds, demo_imaging, demo_references
 from omicslake import demo_population as dp
 from omicslake import person_population as pp
 from omicslake.demo_data import make_population_vcf, write_manifest
+from omicslake.diplotypes import Call, call_gene
 
 KEY = b"demo-test-key-" + b"0" * 32
+DEFS = pharmcat.load_all()
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +40,7 @@ def test_same_seed_same_population_and_events(demo):
     again = dp.build()
     assert again.events == demo.events and again.carriers == demo.carriers
     assert again.diseases == demo.diseases
+    assert again.pgx == demo.pgx and again.pgx_no_calls == demo.pgx_no_calls
 
 
 def test_diseases_go_to_sequenced_adults_and_carriers_to_their_disease(demo):
@@ -121,8 +126,9 @@ def test_fhir_bundles_validate_and_map_to_icd10_loinc_and_atc(demo, tmp_path):
     prv = [e for e in demo.events if e.center_id == pp.PROVINCE]
     codes = sorted(e.code for e in prv if e.kind == "diagnosis")
     assert sorted(r["icd10_code"] for r in rows["conditions"]) == codes
-    assert {(r["code_system"], r["code"]) for r in rows["medications"]} == {("ATC", "A10BA02")}
-    assert len(rows["medications"]) == len(demo.diseases["t2d"])
+    drugs = {dp.METFORMIN[0], dp.CLOPIDOGREL[0], dp.CAPECITABINE[0]}
+    assert {(r["code_system"], r["code"]) for r in rows["medications"]} == {("ATC", c) for c in drugs}
+    assert len(rows["medications"]) == sum(e.code in drugs for e in prv)
     assert {(r["loinc_code"], r["unit"]) for r in rows["observations"]} == {("4548-4", "%")}
     assert len(rows["observations"]) == sum(e.kind == "hba1c" for e in prv)
 
@@ -151,7 +157,7 @@ def test_vcf_calls_the_carriers_and_the_references_annotate_them(demo, tmp_path)
     carriers = {s: {x for x in samples if person[x] in demo.carriers[s.name]} for s in dp.SITES}
     vcf = make_population_vcf(tmp_path / "NAT.vcf.gz", samples, carriers, 60, seed=1, bad_line=False)
     with pysam.VariantFile(str(vcf)) as fh:
-        assert set(fh.header.contigs) == {"chr1", "chr7", "chr13", "chr17", "chr22"}
+        assert set(fh.header.contigs) == {"chr1", "chr6", "chr7", "chr10", "chr12", "chr13", "chr17", "chr22"}
         for site in dp.SITES:
             (rec,) = list(fh.fetch(site.contig, site.pos - 1, site.pos))
             het = {s for s in samples if rec.samples[s]["GT"] == (0, 1)}
@@ -182,3 +188,91 @@ def test_feeds_reach_the_listeners_over_the_network(demo, tmp_path):
     assert len(list((tmp_path / "dicom" / pp.CITY).glob("*.dcm"))) == 2
     marker = tmp_path / "sent.json"
     assert once(marker, lambda: 5) == (5, True) and once(marker, lambda: 9) == (5, False)
+
+
+# --- pharmacogenes ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pgx_vcf(demo, tmp_path_factory) -> str:
+    samples = sorted(demo.sample_person())
+    folder = tmp_path_factory.mktemp("pgx")
+    first = make_population_vcf(folder / "a.vcf.gz", samples, {}, 30, seed=5, pgx=demo.pgx_plan())
+    again = make_population_vcf(folder / "b.vcf.gz", samples, {}, 30, seed=5, pgx=demo.pgx_plan())
+    assert first.read_bytes() == again.read_bytes()  # same seed, same bytes
+    return str(first)
+
+
+def vcf_calls(vcf: str, gene: pharmcat.GeneDefinition) -> dict[str, dict[int, Call]]:
+    """Each sample's calls at the gene's defining positions, as ``jobs/call_pgx`` reads them (a
+    position without a record stays out: a no-call); every position must have one record."""
+    out: dict[str, dict[int, Call]] = defaultdict(dict)
+    with pysam.VariantFile(vcf) as fh:
+        for i, p in enumerate(gene.positions):
+            (rec,) = list(fh.fetch(p.contig, p.pos - 1, p.pos))
+            assert (rec.pos, rec.ref, rec.alts) == (p.pos, p.ref, p.alts), (gene.gene, p)
+            bases = [rec.ref, *rec.alts]
+            for s, call in rec.samples.items():
+                a1, a2 = (None if g is None else bases[g] for g in call["GT"])
+                out[s][i] = Call(a1, a2, call.phased)
+    return out
+
+
+def test_vcf_calls_every_pharmacogene_position_in_every_sample(demo, pgx_vcf):
+    plan = demo.pgx_plan()
+    assert plan.genes == dp.PGX_GENES and set(plan.diplotypes) == set(demo.sample_person())
+    for name in dp.PGX_GENES:
+        gene = DEFS[name]
+        for sample, calls in vcf_calls(pgx_vcf, gene).items():
+            assert len(calls) == len(gene.positions)
+            gaps = {gene.positions[i].pos for i, c in calls.items() if not c.called}
+            assert gaps == {pos for s, g, pos in plan.no_calls if (s, g) == (sample, name)}
+
+
+def test_matcher_calls_back_the_planned_diplotypes(demo, pgx_vcf):
+    person = demo.sample_person()
+    seen: dict[tuple[str, str], int] = defaultdict(int)
+    for name in dp.PGX_GENES:
+        for sample, calls in vcf_calls(pgx_vcf, DEFS[name]).items():
+            want, got = demo.diplotype(person[sample], name), call_gene(DEFS[name], calls)
+            assert got.diplotype == want.name, (sample, name, got)
+            partial = any(s == sample and g == name for s, g, _ in demo.pgx_plan().no_calls)
+            assert got.status == ("partial" if partial else "called"), (sample, name, got.reason)
+            assert got.phased == (want.phased and want.allele1 != want.allele2)
+            seen[(name, got.phenotype)] += 1
+    assert seen[("CYP2C19", "Intermediate Metabolizer")] + seen[("CYP2C19", "Poor Metabolizer")] == 8
+    assert seen[("CYP2C19", "Rapid Metabolizer")] == 3
+    assert seen[("DPYD", "Intermediate Metabolizer")] == 3 and seen[("TPMT", "Intermediate Metabolizer")] == 2
+    assert seen[("SLCO1B1", "Decreased Function")] == 2 and seen[("CYP2C9", "Intermediate Metabolizer")] == 2
+    assert any(d.phased for by_person in demo.pgx.values() for d in by_person.values())
+
+
+def test_prescriptions_go_to_genotyped_patients_at_the_province(demo, tmp_path):
+    """Clopidogrel for 5 CYP2C19 IM/PM and 2 normal metabolizers among the stroke patients,
+    capecitabine for 2 DPYD IM and 1 normal breast cancer patient, each in the Bundle of the
+    provincial Patient whose MRN the person's manifest row names."""
+    paths = demo_feeds.write_fhir(demo, tmp_path)
+    by_id = {r.identifier: r for r in demo.pop.records if r.fmt == "FHIR"}
+    mrn = {r.person: r.identifier for r in demo.manifest}
+    got: dict[str, list[int]] = defaultdict(list)
+    for path in paths:
+        bundle = json.loads(path.read_text())
+        patient = by_id[bundle["id"].removeprefix("bundle-")]
+        for entry in bundle["entry"]:
+            res = entry["resource"]
+            if res["resourceType"] == "MedicationRequest":
+                (coding,) = res["medicationCodeableConcept"]["coding"]
+                assert coding["system"] == "http://www.whocc.no/atc"
+                got[coding["code"]].append(patient.person)
+                if coding["code"] != dp.METFORMIN[0]:  # the sample's person is this Patient
+                    assert patient.extra["mrn"] == mrn[patient.person]
+    phenotypes = {drug: sorted(DEFS[gene].phenotypes[tuple(sorted((d.allele1, d.allele2)))][0]
+                               for d in (demo.diplotype(p, gene) for p in got[drug[0]]))
+                  for drug, gene in ((dp.CLOPIDOGREL, "CYP2C19"), (dp.CAPECITABINE, "DPYD"))}
+    assert phenotypes[dp.CLOPIDOGREL] == ["Intermediate Metabolizer"] * 4 + ["Normal Metabolizer"] * 2 + [
+        "Poor Metabolizer"]
+    assert phenotypes[dp.CAPECITABINE] == ["Intermediate Metabolizer"] * 2 + ["Normal Metabolizer"]
+    assert set(got[dp.CLOPIDOGREL[0]]) <= set(demo.diseases["stroke"])
+    breast = {e.person for e in demo.events if e.code == "C50.9"}
+    assert set(got[dp.CAPECITABINE[0]]) <= breast
+    assert sorted(got[dp.METFORMIN[0]]) == demo.diseases["t2d"]
