@@ -24,6 +24,9 @@ Settings (environment variables):
   SPARK_REMOTE      sc://host:port, for OMICSLAKE_ENGINE=remote
   OMICSLAKE_CENTERS the center registry, a YAML file (default: the demo network's,
                     omicslake/centers.demo.yaml); see `omicslake centers --help`
+  OMICSLAKE_COHORTS cohort definitions folder (default: the repository's cohorts/)
+  OMICSLAKE_LOG_LEVEL  engine logs on the console at this level (error|warn|info|debug);
+                    unset: they go to STATE/logs/engine.log
 """
 
 
@@ -61,10 +64,14 @@ def main(verbose: bool) -> None:
     """omicslake: omics data lake of genomics, imaging and clinical feeds on Delta Lake.
 
     Query every table in Spark SQL as layer.table (bronze, silver, gold, quarantine, ops).
+    Engine logs go to STATE/logs/engine.log (-v or OMICSLAKE_LOG_LEVEL=warn|info|debug: console).
     """
+    from omicslake.console import route_engine_logs
+
+    with suppress(OmicslakeError):  # a bad setting is reported by the command that reads it
+        route_engine_logs(load_settings().state_dir, verbose)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("RUST_LOG", "info" if verbose else "warn")
 
 
 def _known_center(ctx, param, value: str | None) -> str | None:
