@@ -214,19 +214,29 @@ def person_calls(spark: SparkSession, settings: Settings, positions: DataFrame) 
 
 
 def observed(gene: pharmcat.GeneDefinition, calls: list[dict]) -> tuple[dict[int, Call], set[str], set[str]]:
-    """One call per position: two sources that disagree make it a no-call."""
+    """One call per position. A sample's records at one position are merged first (a split
+    multi-allelic site gives 0/0 in one record and 0/1 in the other: the non-reference one
+    holds); two samples or files that still disagree make the position a no-call."""
     index = {p.pos: i for i, p in enumerate(gene.positions)}
+    per_sample: dict[tuple[int, str], list[Call]] = {}
+    for c in calls:
+        call = Call(c["a1"], c["a2"], bool(c["phased"]))
+        if call.called:
+            per_sample.setdefault((index[c["pos"]], c["sample_id"]), []).append(call)
     out: dict[int, Call] = {}
     conflicting: set[int] = set()
-    for c in sorted(calls, key=lambda c: (c["pos"], c["sample_id"])):
-        i, call = index[c["pos"]], Call(c["a1"], c["a2"], bool(c["phased"]))
-        if not call.called:
+    for (i, _), found in sorted(per_sample.items()):
+        ref = gene.positions[i].ref
+        variant = {(x.a1, x.a2): x for x in found if (x.a1, x.a2) != (ref, ref)}
+        if len({frozenset(k) for k in variant}) > 1:
+            conflicting.add(i)
             continue
+        call = next(iter(variant.values())) if variant else found[0]
         if i in out and {out[i].a1, out[i].a2} != {call.a1, call.a2}:
             conflicting.add(i)
         out.setdefault(i, call)
     for i in conflicting:
-        del out[i]
+        out.pop(i, None)
     return out, {c["sample_id"] for c in calls}, {c["center_id"] for c in calls}
 
 
@@ -306,12 +316,17 @@ def recommendations(spark: SparkSession, settings: Settings, release: str) -> Da
     )
 
 
+INACTIVE = ("cancelled", "entered-in-error", "stopped", "revoked")
+
+
 def alerts(spark: SparkSession, settings: Settings, run_id: str) -> DataFrame:
-    """Prescriptions (ATC or RxNorm) of a drug with actionable guidance for the person."""
+    """Prescriptions (ATC or RxNorm, not cancelled, stopped or entered in error) of a drug with
+    actionable guidance for the person."""
     recs = read_table(spark, settings, "gold.pgx_recommendations").where(F.col("actionable"))
     guidance = read_table(spark, settings, "silver.pgx_guidance").select("drug", "atc", "rxnorm").distinct()
     recs = recs.join(guidance, "drug")
-    meds = read_table(spark, settings, "silver.medications").select(
+    meds = read_table(spark, settings, "silver.medications").where(
+        ~F.coalesce(F.col("status"), F.lit("")).isin(*INACTIVE)).select(
         "medication_id",
         "person_id",
         "center_id",

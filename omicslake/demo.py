@@ -68,7 +68,7 @@ def genomics_inputs(root: Path, demo: DemoPopulation, sites: int) -> tuple[Path,
     if not Path(f"{vcf}.tbi").exists():
         person = demo.sample_person()
         carriers = {s: {x for x in samples if person[x] in demo.carriers[s.name]} for s in SITES}
-        make_population_vcf(vcf, samples, carriers, sites, seed=2026)
+        make_population_vcf(vcf, samples, carriers, sites, seed=2026, pgx=demo.pgx_plan())
     return vcf, manifest, demo_alignments(root, SEQ_CENTER, samples[0], manifest)
 
 

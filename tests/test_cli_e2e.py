@@ -72,6 +72,8 @@ def test_demo_runs_every_feed_and_reruns_without_new_rows(demo_home):
     for name, n in sizes.items():  # the demo prints each cohort's size and the report it wrote
         line = next(x for x in first.stdout.splitlines() if x.strip().startswith(name))
         assert f"{n} members" in line and Path(line.split()[-1]).read_text().startswith("<!DOCTYPE html>")
+    alerts = next(x for x in first.stdout.splitlines() if "medication alerts:" in x)
+    assert int(alerts.rsplit(":", 1)[1]) > 0 and "ALERT clopidogrel for a CYP2C19" in first.stdout
     cli(home, "demo")
     again = table_rows(home)
     assert {t: again[t] for t in DATA_TABLES} == {t: rows[t] for t in DATA_TABLES}

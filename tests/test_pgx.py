@@ -225,3 +225,18 @@ def test_cli_show_by_sample(pgx_lake):
     assert "ALERT  clopidogrel" in text and "ACTION clopidogrel (CYP2C19 Intermediate Metabolizer)" in text
     both = CliRunner().invoke(main, ["pgx", "show", "P1", "--sample", "S1"])
     assert both.exit_code == 2 and "one of them" in both.output
+
+
+def test_split_multiallelic_records_merge_and_real_conflicts_do_not():
+    from jobs.call_pgx import observed
+
+    g = DEFS["TPMT"]
+    i = next(k for k, p in enumerate(g.positions) if len(p.alts) > 1)
+    p = g.positions[i]
+    row = {"pos": p.pos, "phased": False, "sample_id": "S", "center_id": "C"}
+    split = [{**row, "a1": p.ref, "a2": p.ref}, {**row, "a1": p.ref, "a2": p.alts[1]}]  # bcftools norm -m-
+    calls, _, _ = observed(g, split)
+    assert (calls[i].a1, calls[i].a2) == (p.ref, p.alts[1])
+    other = [{**row, "a1": p.ref, "a2": p.alts[0], "sample_id": "T"}]
+    calls, samples, _ = observed(g, split + other)  # two samples disagree: a no-call, never a guess
+    assert i not in calls and samples == {"S", "T"}
