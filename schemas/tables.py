@@ -1196,6 +1196,49 @@ MEDICATION_ALERTS = Table(
     keys=("medication_id", "gene"),
 )
 
+# --- knowledge graph --------------------------------------------------------------------------
+
+KG_RELEASE = col("release", STRING, True, "lake rows: the build_kg run that derived them; external "
+                 "graphs: the release named on load (registered in ops.reference_sources)")
+
+KG_NODES = Table(
+    "gold",
+    "kg_nodes",
+    (
+        col("node_id", STRING, True, "namespaced and stable: person:<person_id>, variant:<variant_id>, "
+            "gene:<HGNC symbol>, disease:ICD10:C34, drug:<name> | drug:ATC:<code> | drug:DrugBank:<id>, "
+            "imaging_study:<uid>, or <type>:<prefix>:<id> from an external graph"),
+        col("type", STRING, True, "person | variant | gene | disease | drug | imaging_study | ... "
+            "(external graphs add their own: phenotype, pathway, anatomy ...)"),
+        col("name", STRING, doc="display name; NULL for persons (a person is only its person_id)"),
+        col("source", STRING, True, "lake table that names it first, or primekg | hetionet"),
+        col("source_id", STRING, doc="the id in that source (Ensembl gene id, NCBIGene:1956, "
+            "DrugBank:DB00758 ...)"),
+        KG_RELEASE,
+    ),
+    "Nodes of the precision-medicine knowledge graph: what the lake derives (rebuilt by build_kg) "
+    "and the external graph releases loaded with `omicslake kg load` (kept until replaced).",
+    keys=("node_id", "source", "release"),
+)
+
+KG_EDGES = Table(
+    "gold",
+    "kg_edges",
+    (
+        col("src", STRING, True, "gold.kg_nodes.node_id"),
+        col("dst", STRING, True, "gold.kg_nodes.node_id"),
+        col("relation", STRING, True, "carries | in_gene | clinvar | cpic_guideline | diagnosed_with | "
+            "prescribed | has_imaging_study; PrimeKG's relation; Hetionet's metaedge verb"),
+        col("source", STRING, True, "lake table the edge is derived from, or primekg | hetionet"),
+        col("evidence", STRING, doc="ClinVar significance, CPIC guideline, records=N, region class; "
+            "PrimeKG display_relation; Hetionet metaedge (CbG)"),
+        KG_RELEASE,
+    ),
+    "Edges of the knowledge graph, one row per link and source. Query the lake's own rows plus "
+    "the latest release of each external graph (docs/querying.md), or `omicslake kg neighbors`.",
+    keys=("src", "dst", "relation", "evidence", "source", "release"),
+)
+
 
 # --- quarantine ------------------------------------------------------------------------------
 
@@ -1253,6 +1296,8 @@ ALL_TABLES: tuple[Table, ...] = (
     PGX_DIPLOTYPES,
     PGX_RECOMMENDATIONS,
     MEDICATION_ALERTS,
+    KG_NODES,
+    KG_EDGES,
     QUARANTINE_VCF,
     QUARANTINE_HL7,
     QUARANTINE_FHIR,
