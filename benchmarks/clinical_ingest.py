@@ -28,6 +28,8 @@ sys.path.insert(0, str(ROOT))
 from connectors.mllp import END, frame  # noqa: E402
 from omicslake.net import free_port  # noqa: E402
 
+CENTER = "CTY-S1"  # a center of the demo registry: the listener refuses unknown senders
+
 
 def oru(i: int) -> str:
     return "\r".join([
@@ -53,7 +55,7 @@ def bench_mllp(home: Path, messages: int, clients: int) -> dict:
     port = free_port()
     env = {**os.environ, "OMICSLAKE_HOME": str(home), "RUST_LOG": "error"}
     proc = subprocess.Popen([sys.executable, "-m", "omicslake.cli", "mllp", "--port", str(port),
-                             "--center", "BENCH"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                             "--center", CENTER], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     proc.stdout.readline()
     per = messages // clients
 
@@ -77,7 +79,7 @@ def bench_mllp(home: Path, messages: int, clients: int) -> dict:
     proc.wait()
     return {"mllp_messages": per * clients, "mllp_clients": clients, "mllp_s": round(dt, 2),
             "mllp_msgs_per_s": round(per * clients / dt),
-            "landing": str(home / "state" / "landing" / "hl7" / "BENCH")}
+            "landing": str(home / "state" / "landing" / "hl7" / CENTER)}
 
 
 def main() -> None:
@@ -91,13 +93,13 @@ def main() -> None:
     out.update(bench_mllp(work / "mllp", args.messages, args.clients))
     env = {**os.environ, "OMICSLAKE_HOME": str(work / "mllp"), "RUST_LOG": "error"}
     run_cli(env, "tables")
-    dt, _ = run_cli(env, "ingest", "hl7", out.pop("landing"), "--center", "BENCH")
+    dt, _ = run_cli(env, "ingest", "hl7", out.pop("landing"), "--center", CENTER)
     out.update(landing_to_delta_s=round(dt, 2), landing_msgs_per_s=round(args.messages / dt))
     batch = work / "batch.hl7"
     batch.write_text("".join(oru(i) for i in range(args.messages * 4)))
     env = {**os.environ, "OMICSLAKE_HOME": str(work / "files"), "RUST_LOG": "error"}
     run_cli(env, "tables")
-    dt, _ = run_cli(env, "ingest", "hl7", str(batch), "--center", "BENCH")
+    dt, _ = run_cli(env, "ingest", "hl7", str(batch), "--center", CENTER)
     out.update(hl7_file_messages=args.messages * 4, hl7_file_to_delta_s=round(dt, 2),
                hl7_file_msgs_per_s=round(args.messages * 4 / dt))
     nd = work / "export.ndjson"
@@ -113,7 +115,7 @@ def main() -> None:
             }) + "\n")
     env = {**os.environ, "OMICSLAKE_HOME": str(work / "fhir"), "RUST_LOG": "error"}
     run_cli(env, "tables")
-    dt, _ = run_cli(env, "ingest", "fhir", str(nd), "--center", "BENCH")
+    dt, _ = run_cli(env, "ingest", "fhir", str(nd), "--center", CENTER)
     out.update(fhir_resources=args.resources, fhir_to_delta_s=round(dt, 2),
                fhir_resources_per_s=round(args.resources / dt),
                peak_rss_mb=round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024))

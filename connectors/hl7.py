@@ -112,13 +112,15 @@ def read_header(text: str) -> Header:
     )
 
 
-def parse(text: str):
-    """Header plus the hl7apy message; HL7Error says why a message cannot be accepted."""
-    from hl7apy.consts import VALIDATION_LEVEL
-    from hl7apy.exceptions import HL7apyException
-    from hl7apy.parser import parse_message
-
+def check_header(text: str) -> Header:
+    """The structural check an MLLP ACK needs (MSH with its encoding characters, a control id,
+    a known version, a message type): string splitting only, about a hundredth of a full
+    parse. The full parse runs at ingest."""
     header = read_header(text)
+    encoding = text[4:].split(text[3], 1)[0]
+    if not 2 <= len(encoding) <= 5 or text[3] in encoding:
+        raise HL7Error(f"MSH-2 (encoding characters) {encoding!r} is not 2 to 5 separators", "AR",
+                       header.control_id)
     if not header.control_id:
         raise HL7Error("MSH-10 (message control id) is empty", "AR")
     if header.version not in SUPPORTED_VERSIONS:
@@ -126,6 +128,16 @@ def parse(text: str):
                        header.control_id)
     if not header.message_type:
         raise HL7Error("MSH-9 (message type) is empty", "AE", header.control_id)
+    return header
+
+
+def parse(text: str):
+    """Header plus the hl7apy message; HL7Error says why a message cannot be accepted."""
+    from hl7apy.consts import VALIDATION_LEVEL
+    from hl7apy.exceptions import HL7apyException
+    from hl7apy.parser import parse_message
+
+    header = check_header(text)
     try:
         msg = parse_message(for_hl7apy(text, header.version), validation_level=VALIDATION_LEVEL.TOLERANT,
                             find_groups=False)

@@ -96,6 +96,11 @@ def _send(port: int, payloads: list[str]) -> list[str]:
     return acks
 
 
+def landed_messages(folder) -> list[str]:
+    """Every message in the landing folder's files (a file holds one commit batch)."""
+    return [m.text for p in sorted(folder.glob("*.hl7")) for m in split_messages(p.read_bytes())]
+
+
 @pytest.fixture()
 def mllp_server(tmp_path):
     port = free_port()
@@ -129,10 +134,12 @@ def test_mllp_many_clients_many_messages(mllp_server):
         assert [m[1] for m in msa] == ["AA", "AA", "AA", "AA", "AA", "AR"]
         assert msa[0][2] == f"C{k}-ADT0001" and msa[4][2] == "ADT0004"
         assert "not an HL7 v2 message" in msa[5][3]
-    accepted = list((landing / "hl7" / "PRV-N").glob("*.hl7"))
+    accepted = landed_messages(landing / "hl7" / "PRV-N")
     rejected = list((landing / "hl7-rejected" / "PRV-N").glob("*.hl7"))
     assert len(accepted) == 6 * 5 and len(rejected) == 6 * 1
-    assert sum(b"C3-LAB0001" in p.read_bytes() for p in accepted) == 1
+    assert sum("C3-LAB0001" in m for m in accepted) == 1
+    # group commit: concurrent senders share files (and fsyncs); nothing is lost or doubled
+    assert len(list((landing / "hl7" / "PRV-N").glob("*.hl7"))) <= 6 * 5
 
 
 def test_acked_message_survives_kill(mllp_server, fresh_lake):
@@ -142,8 +149,7 @@ def test_acked_message_survives_kill(mllp_server, fresh_lake):
     assert a.split("\r")[1] == "MSA|AA|KILL0001"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
-    [landed] = list((landing / "hl7" / "PRV-N").glob("*.hl7"))
-    assert landed.read_bytes() == text.encode()
+    assert landed_messages(landing / "hl7" / "PRV-N") == [text]
     spark, s = fresh_lake
     r = ingest_hl7.run(spark, s, [str(landing / "hl7" / "PRV-N")], "PRV-N")
     assert r.rows_accepted == 1
@@ -213,6 +219,20 @@ def test_mllp_acks_aa_for_truncation_character_and_old_versions(mllp_server):
     msa = [a.split("\r")[1].split("|") for a in acks]
     assert [(m[1], m[2]) for m in msa] == [("AA", "LRI0001"), ("AA", "V22-0001"), ("AA", "V21-0001")]
     assert [a.split("\r")[0].split("|")[11] for a in acks] == ["2.5.1", "2.2", "2.1"]
-    landed = sorted(p.read_bytes() for p in (landing / "hl7" / "PRV-N").glob("*.hl7"))
-    assert landed == sorted(t.encode() for t in sent)
+    assert sorted(landed_messages(landing / "hl7" / "PRV-N")) == sorted(sent)
     assert not list((landing / "hl7-rejected").glob("*/*.hl7"))
+
+
+def test_mllp_acks_after_the_structural_check_and_ingest_quarantines_the_rest(mllp_server, fresh_lake):
+    """MSH is sound, so the listener stores and ACKs it; hl7apy refuses the body at ingest,
+    where it lands in quarantine with its control id (README: which errors come back as AE/AR)."""
+    port, landing, _ = mllp_server
+    bad_body = "MSH|^~\\&|LIS|CTY-S1|LAKE|NAT|20250101||ORU^R01|LATE0001|P|2.5.1\rPID|1||123\rABC|x\r"
+    no_version = "MSH|^~\\&|LIS|CTY-S1|LAKE|NAT|20250101||ORU^R01|EARLY0001|P|\rPID|1||123"
+    acks = _send(port, [bad_body, no_version])
+    assert [a.split("\r")[1].split("|")[1:3] for a in acks] == [["AA", "LATE0001"], ["AR", "EARLY0001"]]
+    spark, s = fresh_lake
+    r = ingest_hl7.run(spark, s, [str(landing / "hl7" / "PRV-N")], "PRV-N")
+    assert (r.rows_accepted, r.rows_quarantined) == (0, 1)
+    q = spark.read.format("delta").load(f"{s.lake_root}/quarantine/hl7").collect()
+    assert len(q) == 1 and "LATE0001" in q[0].location and "Invalid name for Segment: ABC" in q[0].reason
