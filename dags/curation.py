@@ -1,5 +1,6 @@
-"""Curation: link every source identity to one person, annotate variants, then re-call the
-pharmacogenes (their person ids and the medications they are checked against follow linkage).
+"""Curation: link every source identity to one person, annotate variants, re-call the
+pharmacogenes (their person ids and the medications they are checked against follow linkage),
+then rebuild the lake's part of the knowledge graph.
 
 Thin wiring only; the work lives in ``jobs/link_persons.py`` and ``jobs/annotate_variants.py``.
 """
@@ -51,7 +52,16 @@ def omicslake_curation():
     def call_pgx() -> dict:
         return run_job("call_pgx")
 
-    link_persons() >> check_persons() >> annotate_variants() >> check_annotations() >> call_pgx()
+    @task
+    def build_kg() -> dict:
+        return run_job("build_kg")
+
+    @task
+    def check_kg() -> dict:
+        return run_quality(["gold.kg_nodes", "gold.kg_edges"])
+
+    link_persons() >> check_persons() >> annotate_variants() >> check_annotations() >> call_pgx() \
+        >> build_kg() >> check_kg()
 
 
 omicslake_curation()

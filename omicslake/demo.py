@@ -23,7 +23,7 @@ from omicslake import person_population as pp
 from omicslake.demo_population import SEQ_CENTER, DemoPopulation
 from omicslake.settings import Settings
 
-STEPS = 10
+STEPS = 11
 
 
 @dataclass(frozen=True)
@@ -189,12 +189,24 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print, persons: i
     test_dag("omicslake_imaging", confs["omicslake_imaging"], settings)
     step("running DAG omicslake_curation (person linkage, then the demo gene models and ClinVar-format file)")
     test_dag("omicslake_curation", confs["omicslake_curation"], settings)
+    step("loading a demo drug-target graph (PrimeKG format) next to the lake's knowledge graph")
+    load_demo_graph(settings, root)
     step("running DAG omicslake_cohorts")
     test_dag("omicslake_cohorts", confs["omicslake_cohorts"], settings)
     step(f"writing the cohort reports to {settings.state_dir / 'reports'}")
     products = publish_products(settings)
     step("summarising tables")
     return {"tables": table_counts(settings), "seconds": round(time.perf_counter() - t0, 1), **products}
+
+
+def load_demo_graph(settings: Settings, root: Path) -> None:
+    """The external graph the docs' multi-hop query joins with (loaded once per release)."""
+    from jobs import build_kg
+    from omicslake.demo_references import write_primekg
+    from omicslake.session import get_spark
+
+    graph = write_primekg(root / "demo-primekg" / "kg.csv")
+    build_kg.load(get_spark(settings), settings, "primekg", [str(graph)], "demo-2026")
 
 
 def publish_products(settings: Settings) -> dict[str, Any]:

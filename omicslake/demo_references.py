@@ -130,3 +130,26 @@ def write_clinvar(path: Path, benign: list[Site]) -> Path:
     plain.write_text(_clinvar_header() + "".join(f"{text}\n" for _, text in lines))
     pysam.tabix_index(str(plain), preset="vcf", force=True)
     return path
+
+
+PRIMEKG_HEADER = ("relation,display_relation,x_index,x_id,x_type,x_name,x_source,"
+                  "y_index,y_id,y_type,y_name,y_source")
+DRUG_TARGETS = (("DB00530", "Erlotinib"), ("DB00317", "Gefitinib"), ("DB08916", "Afatinib"),
+                ("DB09330", "Osimertinib"))
+
+
+def write_primekg(path: Path) -> Path:
+    """A small drug-target graph in PrimeKG's kg.csv format (GENERATED for the demo: the EGFR
+    inhibitors and their target, both directions as PrimeKG lists them), so the demo can show
+    the multi-hop question of docs/querying.md. Not a PrimeKG release."""
+    if path.exists():
+        return path
+    rows = [PRIMEKG_HEADER]
+    for k, (drug_id, name) in enumerate(DRUG_TARGETS):
+        drug = f"{20000 + k},{drug_id},drug,{name},DrugBank"
+        rows += [f"drug_protein,target,{drug},1,1956,gene/protein,EGFR,NCBI",
+                 f"drug_protein,target,1,1956,gene/protein,EGFR,NCBI,{drug}"]
+    rows += ["protein_protein,ppi,1,1956,gene/protein,EGFR,NCBI,2,2064,gene/protein,ERBB2,NCBI",
+             "protein_protein,ppi,2,2064,gene/protein,ERBB2,NCBI,1,1956,gene/protein,EGFR,NCBI"]
+    path.write_text("\n".join(rows) + "\n")
+    return path

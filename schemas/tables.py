@@ -352,7 +352,7 @@ REFERENCE_SOURCES = Table(
     "ops",
     "reference_sources",
     (
-        col("source", STRING, True, "gtf | clinvar | gnomad | pharmcat"),
+        col("source", STRING, True, "gtf | clinvar | gnomad | pharmcat | primekg | hetionet"),
         col("release", STRING, True, "given, else from the header (ClinVar ##fileDate, GENCODE "
             "version), else from the file name"),
         col("build", STRING, doc="GRCh37 | GRCh38, from the header when it says"),

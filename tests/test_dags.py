@@ -75,3 +75,5 @@ def test_curation_dag_links_then_annotates(dagbag):
     assert dag.get_task("annotate_variants").upstream_task_ids == {"check_persons"}
     assert dag.get_task("check_annotations").upstream_task_ids == {"annotate_variants"}
     assert dag.get_task("call_pgx").upstream_task_ids == {"check_annotations"}
+    assert dag.get_task("build_kg").upstream_task_ids == {"call_pgx"}
+    assert dag.get_task("check_kg").upstream_task_ids == {"build_kg"}
