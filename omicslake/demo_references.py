@@ -144,6 +144,7 @@ def write_primekg(path: Path) -> Path:
     the multi-hop question of docs/querying.md. Not a PrimeKG release."""
     if path.exists():
         return path
+    path.parent.mkdir(parents=True, exist_ok=True)
     rows = [PRIMEKG_HEADER]
     for k, (drug_id, name) in enumerate(DRUG_TARGETS):
         drug = f"{20000 + k},{drug_id},drug,{name},DrugBank"
