@@ -165,13 +165,11 @@ def process_files(key: bytes, shift_dates: bool, root: str, curated: str, run_id
     """
 
     def body(batches):
-        from pyarrow import fs as pafs
-
         from connectors.dicom import iter_sources
         from connectors.dicom_deid import DeidConfig
 
         cfg = DeidConfig(key, shift_dates)
-        fs, base = pafs.FileSystem.from_uri(curated)
+        fs, base = staging.filesystem(curated)  # a folder, S3 or HDFS, like the staged rows
         out: dict[str, list[pa.RecordBatch]] = {"bronze": [], "silver": [], "quarantine": []}
         now = datetime.now(UTC)
         n = 0
@@ -209,14 +207,12 @@ def process_files(key: bytes, shift_dates: bool, root: str, curated: str, run_id
 
 def render_thumbnails(batches):
     """mapInArrow body: (series uid, middle instance URI) in, (series uid, PNG URI) out."""
-    from pyarrow import fs as pafs
-
     from connectors.dicom_thumbnail import thumbnail_png
 
     for batch in batches:
         out = []
         for r in batch.to_pylist():
-            fs, path = pafs.FileSystem.from_uri(r["deid_uri"])
+            fs, path = staging.filesystem(r["deid_uri"])
             try:
                 with fs.open_input_file(path) as fh:
                     png = thumbnail_png(fh.read())
@@ -296,6 +292,7 @@ def run(
     params = {"paths": paths, "center_id": center_id, "shift_dates": shift_dates}
     with track_run(spark, settings, JOB, params, center_id) as result:
         result.inputs = files
+        staging.filesystem(curated_root(settings))  # an unreachable store fails here, plainly
         root = staging_root(settings)
         plan = spark.createDataFrame([(f,) for f in files], "path string").repartition(
             max(1, min(len(files) // FILES_PER_TASK + 1, 4 * parallelism(spark)))

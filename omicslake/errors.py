@@ -23,3 +23,7 @@ class QualityError(OmicslakeError):
 
 class RegistryError(OmicslakeError):
     """The center registry is malformed, or names no such center."""
+
+
+class StorageError(OmicslakeError):
+    """The storage root cannot be reached the way a step needs (a missing client library)."""

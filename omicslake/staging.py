@@ -9,14 +9,34 @@ same code work on a folder, S3 or HDFS.
 from __future__ import annotations
 
 import uuid
+from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
+from omicslake.errors import StorageError
+
+HDFS_NEEDS = (
+    "{uri}: pyarrow reaches HDFS through libhdfs, which needs a Hadoop client on this host: "
+    "JAVA_HOME (a JVM), ARROW_LIBHDFS_DIR (the folder of libhdfs.so, else HADOOP_HOME/lib/native) "
+    "and CLASSPATH=$(hadoop classpath --glob). Sail and delta-rs reach HDFS without them, but "
+    "staging, curated DICOM copies and thumbnails go through pyarrow. ({err})"
+)
+
 
 def filesystem(uri: str):
-    return pafs.FileSystem.from_uri(uri)
+    """``(pyarrow FileSystem, path)`` of ``uri``: a folder, S3 (AWS_* variables) or HDFS.
+
+    pyarrow's HDFS error is a page of dlopen attempts; say instead what the host lacks.
+    """
+    try:
+        return pafs.FileSystem.from_uri(uri)
+    except OSError as exc:
+        if urlparse(uri).scheme not in ("hdfs", "viewfs"):
+            raise
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise StorageError(HDFS_NEEDS.format(uri=uri, err=first)) from exc
 
 
 def folder(root_uri: str, key: str) -> str:
