@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_TOOLS := bcftools samtools tabix chromium chromium-driver
 
-.PHONY: help install tools uv venv demo test test-local test-classic lint bench bench-hail bench-clinical bench-imaging bench-annotate bench-link bench-upload clean
+.PHONY: help install tools uv venv demo test test-local test-classic lint bench bench-hail bench-clinical bench-imaging bench-annotate bench-link bench-upload clean wheel
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -44,6 +44,12 @@ test-local:
 
 test-classic:
 	OMICSLAKE_TEST_ENGINE=classic $(BIN)/pytest -q -m engine_matrix
+
+wheel: uv  ## dist/: the wheel (installed into the images), the same file as .zip (spark-submit --py-files), the locked requirements
+	rm -rf dist
+	$(UV) build --wheel --out-dir dist
+	for w in dist/omicslake-*.whl; do cp "$$w" "$${w%.whl}.zip"; done
+	$(UV) export --frozen --no-dev --no-hashes --no-emit-project --output-file dist/requirements.txt >/dev/null
 
 bench: install  ## genomics ingest throughput and peak memory at two sizes, against bcftools view -Ob
 	$(BIN)/python benchmarks/genomics_ingest.py --samples 1000 --sites 20000 --sites 40000
