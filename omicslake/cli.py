@@ -631,27 +631,40 @@ def quality(tables: tuple[str, ...]) -> None:
 
 
 @main.command()
-@click.argument("table")
+@click.argument("tables", nargs=-1)
 @click.option("--vacuum", "vacuum_hours", type=int, help="Remove unreferenced files older than N hours.")
 @click.option("--dry-run/--no-dry-run", default=True, show_default=True, help="Vacuum: only list files.")
-@click.option("--optimize", is_flag=True, help="Compact small files.")
-@click.option("--zorder", help="Comma-separated columns to Z-order by while optimizing.")
+@click.option("--force", is_flag=True, help="Allow a vacuum retention below 168 hours.")
+@click.option("--optimize", is_flag=True, help="Compact small files (Z-order where declared).")
+@click.option("--zorder", help="Comma-separated columns to Z-order the whole table by.")
 @click.option("--checkpoint", is_flag=True, help="Write a Delta checkpoint.")
-def maintain(table: str, vacuum_hours: int | None, dry_run: bool, optimize: bool,
-             zorder: str | None, checkpoint: bool) -> None:
-    """Maintain TABLE: optimize/compact, vacuum and checkpoint (delta-rs on local)."""
-    from omicslake.delta_ops import adapter
+def maintain(tables: tuple[str, ...], vacuum_hours: int | None, dry_run: bool, force: bool,
+             optimize: bool, zorder: str | None, checkpoint: bool) -> None:
+    """Maintain TABLES (default: every table), as the nightly omicslake_maintenance DAG does.
 
+    \b
+    With no step option, every step runs: compaction (Z-order by pos for silver.variants, by
+    pos,person_id for silver.genotypes, in partitions with new files), vacuum at 168 h
+    (listing only, unless --no-dry-run) and a checkpoint. Files of cited cohort versions
+    (gold.cohort_versions) are never vacuumed. Prints each table's file count and size
+    before and after. The run is recorded in ops.ingest_runs.
+    """
+    from jobs import maintain_tables
+    from omicslake.delta_ops import MIN_RETENTION_HOURS, check_retention
+
+    steps = [s for s, on in (("optimize", optimize or zorder), ("vacuum", vacuum_hours is not None),
+                             ("checkpoint", checkpoint)) if on] or list(maintain_tables.STEPS)
+    if vacuum_hours is not None and not dry_run:
+        check_retention(vacuum_hours, force)  # refused before any engine starts
     settings = load_settings()
-    ad = adapter(settings, None if settings.engine == "local" else _spark(settings))
-    if optimize or zorder:
-        click.echo(json.dumps(ad.optimize(table, zorder.split(",") if zorder else None), default=str))
-    if vacuum_hours is not None:
-        files = ad.vacuum(table, vacuum_hours, dry_run)
-        click.echo(f"{'would remove' if dry_run else 'removed'} {len(files)} file(s)")
-    if checkpoint:
-        ad.checkpoint(table)
-        click.echo("checkpoint written")
+    spark = _spark(settings)
+    with _status(f"maintaining {len(tables) or 'every'} table(s)"):
+        result = maintain_tables.run(
+            spark, settings, list(tables) or None,
+            MIN_RETENTION_HOURS if vacuum_hours is None else vacuum_hours, force, dry_run, steps,
+            zorder.split(",") if zorder else None)
+    for name, report in result.details.items():
+        click.echo(maintain_tables.describe(name, report))
 
 
 @main.group()

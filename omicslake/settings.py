@@ -51,7 +51,15 @@ class Settings:
         return self.state_dir / "airflow"
 
     def storage_options(self) -> dict[str, str]:
-        """Options for delta-rs, taken from the same AWS_* variables Sail reads."""
+        """Options for delta-rs, taken from the same AWS_* variables Sail reads.
+
+        Concurrent commits on S3 need no lock service: delta-rs 1.x and Sail both PUT each
+        ``_delta_log/N.json`` with ``If-None-Match: *``, so the store refuses a second writer
+        of version N and that writer retries on N+1 (tests/test_concurrency.py records it).
+        The store must honour conditional writes (AWS S3 does since 2024). delta-rs 1.x has no
+        DynamoDB locking provider any more (``AWS_S3_LOCKING_PROVIDER`` is ignored), and
+        ``AWS_S3_ALLOW_UNSAFE_RENAME`` is not set: it changes nothing in 1.x but says the opposite.
+        """
         if urlparse(self.home).scheme not in ("s3", "s3a"):
             return {}
         keys = {
@@ -62,9 +70,7 @@ class Settings:
             "AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL",
             "AWS_ALLOW_HTTP": "AWS_ALLOW_HTTP",
         }
-        opts = {dst: os.environ[src] for src, dst in keys.items() if os.environ.get(src)}
-        opts.setdefault("AWS_S3_ALLOW_UNSAFE_RENAME", "true")
-        return opts
+        return {dst: os.environ[src] for src, dst in keys.items() if os.environ.get(src)}
 
 
 def _normalise_home(raw: str) -> str:

@@ -3,11 +3,25 @@
 A Delta commit is atomic, so "append only if this source checksum has not landed" makes a
 re-run of the same input a no-op, and MERGE on the contract's keys keeps derived tables free of
 duplicates. Only SQL and the DataFrame writer are used, so this runs on every engine.
+
+Concurrent writers: Delta commits are optimistic. A blind append that finds a newer version
+is re-committed on top of it by the engine itself (Sail retries up to 15 times; delta-spark and
+delta-rs likewise). Anything that read the table first (MERGE, DELETE, UPDATE, an overwrite)
+is not: Sail 0.7 fails it with ``Failed to commit transaction: 0`` as soon as any other commit
+landed after its snapshot (it does not run the conflict checker for such writes), delta-spark
+with ``Concurrent...Exception``. ``retry_on_conflict`` runs the statement again, which plans it
+on the newest snapshot, so the retry sees the winner's rows: nothing is lost or doubled.
 """
 
 from __future__ import annotations
 
+import logging
+import random
+import re
+import time
 import uuid
+from collections.abc import Callable
+from typing import TypeVar
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -15,6 +29,48 @@ from pyspark.sql import functions as F
 from omicslake.catalog import path_ref, table_uri
 from omicslake.settings import Settings
 from schemas import get_table
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# What a lost commit race looks like on each engine: Sail and delta-rs ("Failed to commit
+# transaction: 0" = gave up without retrying; "...: Commit failed: a concurrent ..." = the
+# conflict checker said no; "Tried committing existing table version"), delta-spark
+# (ConcurrentAppendException & co., their DELTA_CONCURRENT_* / *_CHANGED error classes).
+_CONFLICT = re.compile(
+    r"Failed to commit transaction|Tried committing existing table version|CommitFailedError"
+    r"|Concurrent(Append|DeleteRead|DeleteDelete|Transaction|Write|Modification)\w*Exception"
+    r"|DELTA_CONCURRENT_\w+|DELTA_METADATA_CHANGED|DELTA_PROTOCOL_CHANGED"
+    r"|MetadataChangedException|ProtocolChangedException"
+)
+
+
+def is_commit_conflict(exc: BaseException) -> bool:
+    """True when ``exc`` says another commit won the race for the table's next version."""
+    return bool(_CONFLICT.search(f"{type(exc).__name__}: {exc}"))
+
+
+def retry_on_conflict(action: Callable[[], T], what: str, attempts: int = 6,
+                      first_delay_s: float = 0.25) -> T:
+    """Run ``action`` (a MERGE, DELETE, UPDATE, overwrite or maintenance commit) and run it
+    again after a lost commit race, with exponential backoff and jitter.
+
+    Safe because the losing commit wrote nothing to the log, and each run re-plans the statement
+    on the table's newest version (re-reading the target and any source that reads it). Other
+    errors, and the last conflict, are raised.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except Exception as exc:
+            if attempt == attempts or not is_commit_conflict(exc):
+                raise
+            delay = min(first_delay_s * 2 ** (attempt - 1), 8.0) * random.uniform(0.5, 1.5)
+            log.warning("%s: lost a Delta commit race (%s); retry %d of %d in %.2f s on the "
+                        "newest version", what, str(exc).splitlines()[0][:160], attempt,
+                        attempts - 1, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 def landed_checksums(
@@ -44,7 +100,10 @@ def merge_new(
     spark: SparkSession, settings: Settings, df: DataFrame, table: str,
     keys: tuple[str, ...] | None = None, update: bool = False,
 ) -> None:
-    """Insert rows whose keys are not in ``table`` yet (and update matches if ``update``)."""
+    """Insert rows whose keys are not in ``table`` yet (and update matches if ``update``).
+
+    A concurrent commit to ``table`` makes the MERGE run again on the newest version.
+    """
     contract = get_table(table)
     keys = keys or contract.keys
     view = f"src_{uuid.uuid4().hex[:12]}"
@@ -55,7 +114,7 @@ def merge_new(
         q += "WHEN MATCHED THEN UPDATE SET * "
     q += "WHEN NOT MATCHED THEN INSERT *"
     try:
-        spark.sql(q)
+        retry_on_conflict(lambda: spark.sql(q), f"MERGE INTO {table}")
     finally:
         spark.catalog.dropTempView(view)
 

@@ -77,3 +77,16 @@ def test_curation_dag_links_then_annotates(dagbag):
     assert dag.get_task("call_pgx").upstream_task_ids == {"check_annotations"}
     assert dag.get_task("build_kg").upstream_task_ids == {"call_pgx"}
     assert dag.get_task("check_kg").upstream_task_ids == {"build_kg"}
+
+
+def test_maintenance_dag_maintains_each_table_in_its_own_task(dagbag, settings):
+    from omicslake.catalog import lake_tables
+
+    dag = dagbag.get_dag("omicslake_maintenance")
+    assert "0 3 * * *" in str(dag.timetable) and dag.max_active_runs == 1  # nightly, one run
+    maintain = dag.get_task("maintain")
+    assert maintain.is_mapped and maintain.upstream_task_ids == {"plan"}
+    assert maintain.op_kwargs_expand_input.value["table"].operator.task_id == "plan"
+    planned = dag.get_task("plan").python_callable()
+    assert planned == [t.full_name for t in lake_tables(settings)]  # every table, once each
+    assert len(set(planned)) == len(planned) and {"silver.genotypes", "gold.cohort"} <= set(planned)
