@@ -37,7 +37,7 @@ from omicslake.delta_ops import adapter
 from omicslake.runs import JobResult, track_run
 from omicslake.settings import Settings
 from omicslake.tiers import RegistryError, registry
-from omicslake.writes import append, merge_new
+from omicslake.writes import append, upsert_rows
 from schemas import cohort_features, get_table
 
 JOB = "build_cohorts"
@@ -287,16 +287,12 @@ def write_members(
     return adapter(settings, spark).version("gold.cohort")
 
 
-def write_features(
-    spark: SparkSession, settings: Settings, definition: CohortDefinition, version: int
-) -> int:
+def write_features(spark: SparkSession, settings: Settings, definition: CohortDefinition) -> int:
     from jobs.cohort_features import features
 
     contract = cohort_features(definition.name)
     ensure_tables(spark, settings, (contract,))
-    cohort = (
-        spark.read.format("delta").option("versionAsOf", version).load(table_uri(settings, "gold.cohort"))
-    )
+    cohort = read_table(spark, settings, "gold.cohort")  # as of now: the members just published
     rows = features(
         spark,
         settings,
@@ -318,26 +314,9 @@ def publish(
     if last is not None and not force and last.checksum == checksum and last.inputs_json == state:
         return {"status": "unchanged", "version": int(last.version), "members": int(last.members)}
     steps = attrition_steps(spark, settings, d)
-    merge_new(
-        spark,
-        settings,
-        spark.createDataFrame(
-            [
-                {
-                    "cohort_definition_id": d.id,
-                    "name": d.name,
-                    "title": d.title,
-                    "description": d.description,
-                    "definition_text": loaded.text,
-                    "checksum": checksum,
-                    "updated_at": datetime.now(UTC),
-                }
-            ],
-            get_table("gold.cohort_definition").spark_schema(),
-        ),
-        "gold.cohort_definition",
-        update=True,
-    )
+    upsert_rows(spark, settings, "gold.cohort_definition", [{
+        "cohort_definition_id": d.id, "name": d.name, "title": d.title, "description": d.description,
+        "definition_text": loaded.text, "checksum": checksum, "updated_at": datetime.now(UTC)}])
     before = adapter(settings, spark).version("gold.cohort")
     version = write_members(spark, settings, d.id, members(spark, settings, d, steps[-1].events), run_id)
     if version == before and last is not None:
@@ -347,36 +326,12 @@ def publish(
         f"WHERE cohort_definition_id = {int(d.id)} AND version = {int(version)}"
     )
     append(inclusion_stats(spark, settings, steps, d.id, version), settings, "gold.cohort_inclusion_stats")
-    features_version = write_features(spark, settings, d, version)
-    n = (
-        spark.read.format("delta")
-        .option("versionAsOf", version)
-        .load(table_uri(settings, "gold.cohort"))
-        .where(F.col("cohort_definition_id") == d.id)
-        .count()
-    )
-    merge_new(
-        spark,
-        settings,
-        spark.createDataFrame(
-            [
-                {
-                    "cohort_definition_id": d.id,
-                    "name": d.name,
-                    "version": version,
-                    "checksum": checksum,
-                    "inputs_json": state,
-                    "members": n,
-                    "features_version": features_version,
-                    "run_id": run_id,
-                    "published_at": datetime.now(UTC),
-                }
-            ],
-            get_table("gold.cohort_versions").spark_schema(),
-        ),
-        "gold.cohort_versions",
-        update=True,
-    )
+    features_version = write_features(spark, settings, d)
+    n = read_table(spark, settings, "gold.cohort").where(F.col("cohort_definition_id") == d.id).count()
+    upsert_rows(spark, settings, "gold.cohort_versions", [{
+        "cohort_definition_id": d.id, "name": d.name, "version": version, "checksum": checksum,
+        "inputs_json": state, "members": n, "features_version": features_version, "run_id": run_id,
+        "published_at": datetime.now(UTC)}])
     return {"status": "published", "version": version, "members": n}
 
 

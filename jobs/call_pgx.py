@@ -31,7 +31,7 @@ from omicslake.checksums import sha256_text
 from omicslake.diplotypes import Call, call_gene
 from omicslake.runs import JobResult, track_run
 from omicslake.settings import Settings
-from omicslake.writes import merge_new
+from omicslake.writes import merge_new, upsert_rows
 from schemas import get_table
 
 JOB = "call_pgx"
@@ -117,29 +117,10 @@ def load_reference(
     ):
         merge_new(spark, settings, spark.createDataFrame(rows, get_table(table).spark_schema()), table)
         result.details[f"{table} loaded"] = len(rows)
-    merge_new(
-        spark,
-        settings,
-        spark.createDataFrame(
-            [
-                {
-                    "source": "pharmcat",
-                    "release": release,
-                    "build": "GRCh38",
-                    "uri": str(folder),
-                    "sha256": digest,
-                    "records": len(alleles),
-                    "skipped": 0,
-                    "parsed_uri": "silver.pgx_alleles",
-                    "run_id": result.run_id,
-                    "loaded_at": datetime.now(UTC).replace(tzinfo=None),
-                }
-            ],
-            get_table(SOURCES).spark_schema(),
-        ),
-        SOURCES,
-        update=True,
-    )
+    upsert_rows(spark, settings, SOURCES, [{
+        "source": "pharmcat", "release": release, "build": "GRCh38", "uri": str(folder), "sha256": digest,
+        "records": len(alleles), "skipped": 0, "parsed_uri": "silver.pgx_alleles", "run_id": result.run_id,
+        "loaded_at": datetime.now(UTC).replace(tzinfo=None)}])
     return release
 
 

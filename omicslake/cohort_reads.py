@@ -13,6 +13,7 @@ from omicslake.catalog import read_table, table_uri
 from omicslake.cohort_definitions import CohortDefinitionError, LoadedDefinition
 from omicslake.cohort_report import AttritionStep, ReportData
 from omicslake.settings import Settings
+from schemas import get_table
 
 BANDS = (
     (0, 18, "<18"),
@@ -79,16 +80,32 @@ def publication(
     return at[-1]
 
 
-def as_of(spark: SparkSession, settings: Settings, table: str, version: int) -> DataFrame:
-    return spark.read.format("delta").option("versionAsOf", version).load(table_uri(settings, table))
+def as_of(spark: SparkSession, settings: Settings, table: str, version: int,
+          cohort_id: int | None = None) -> DataFrame:
+    """``table`` as of a Delta version (one cohort's rows when ``cohort_id`` is given).
+
+    delta-rs reads it wherever the driver reaches the storage: Sail 0.7 cannot time-travel to a
+    version between two of its own checkpoints (it writes one every 10 commits), and a cited
+    cohort version must read back. Elsewhere the engine's ``versionAsOf`` does it."""
+    if not (settings.is_local_storage or settings.lake_root.startswith(("s3://", "s3a://"))):
+        df = spark.read.format("delta").option("versionAsOf", version).load(table_uri(settings, table))
+        return df if cohort_id is None else df.where(F.col("cohort_definition_id") == cohort_id)
+    import pyarrow.compute as pc
+    from deltalake import DeltaTable
+
+    contract = get_table(table)
+    dataset = DeltaTable(table_uri(settings, table), version=version,
+                         storage_options=settings.storage_options() or None).to_pyarrow_dataset()
+    wanted = None if cohort_id is None else pc.field("cohort_definition_id") == cohort_id
+    rows = dataset.to_table(filter=wanted)
+    if rows.num_rows == 0:  # Spark Connect refuses an empty Arrow table
+        return spark.createDataFrame([], contract.spark_schema())
+    return spark.createDataFrame(rows.select(contract.column_names), contract.spark_schema())
 
 
 def members(spark: SparkSession, settings: Settings, pub: Publication) -> DataFrame:
-    return (
-        as_of(spark, settings, "gold.cohort", pub.version)
-        .where(F.col("cohort_definition_id") == pub.cohort_definition_id)
-        .orderBy("cohort_start_date", "subject_id")
-    )
+    return as_of(spark, settings, "gold.cohort", pub.version, pub.cohort_definition_id).orderBy(
+        "cohort_start_date", "subject_id")
 
 
 def _band() -> F.Column:

@@ -124,3 +124,10 @@ def count_rows(spark: SparkSession, settings: Settings, table: str, where) -> in
     from omicslake.catalog import read_table
 
     return read_table(spark, settings, table).where(where).count()
+
+
+def upsert_rows(spark: SparkSession, settings: Settings, table: str, rows: list[dict]) -> None:
+    """Insert or update a few rows built on the driver (bookkeeping: definitions, versions,
+    reference releases), keyed on the contract's keys."""
+    df = spark.createDataFrame(rows, get_table(table).spark_schema())
+    merge_new(spark, settings, df, table, update=True)
