@@ -196,7 +196,7 @@ def test_dicom_scp_lands_before_success_and_rejects_unknown_callers(fresh_lake, 
     from pynetdicom.sop_class import CTImageStorage, MRImageStorage
 
     from jobs import ingest_dicom
-    from tests.net import free_port, wait_for_port
+    from omicslake.net import free_port, wait_for_port
 
     spark, s = fresh_lake
     port = free_port()
