@@ -12,7 +12,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from connectors.clinical_records import TABLES as CLINICAL_TABLES
-from omicslake.airflow_support import DEFAULT_ARGS, landing_batches, run_job, run_quality
+from omicslake.airflow_support import DEFAULT_ARGS, lake_assets, landing_batches, run_job, run_quality
 
 
 @dag(
@@ -43,7 +43,7 @@ def omicslake_clinical():
     def plan_hl7(params=None) -> list[dict]:
         return list(params["hl7"]) or (landing_batches("hl7") if params["scan_landing"] else [])
 
-    @task(max_active_tis_per_dag=1)
+    @task(max_active_tis_per_dag=1, outlets=lake_assets("bronze.hl7_messages", "quarantine.hl7"))
     def ingest_hl7(batch: dict) -> dict:
         return run_job("ingest_hl7", paths=list(batch["paths"]), center_id=batch["center_id"])
 
@@ -51,7 +51,7 @@ def omicslake_clinical():
     def plan_fhir(params=None) -> list[dict]:
         return list(params["fhir"]) or (landing_batches("fhir") if params["scan_landing"] else [])
 
-    @task(max_active_tis_per_dag=1)
+    @task(max_active_tis_per_dag=1, outlets=lake_assets("bronze.fhir_resources", "quarantine.fhir"))
     def ingest_fhir(batch: dict) -> dict:
         return run_job("ingest_fhir", paths=list(batch["paths"]), center_id=batch["center_id"])
 
@@ -59,7 +59,8 @@ def omicslake_clinical():
     def check_bronze() -> dict:
         return run_quality(["bronze.hl7_messages", "bronze.fhir_resources"])
 
-    @task(trigger_rule="none_failed")
+    @task(trigger_rule="none_failed", inlets=lake_assets("bronze.hl7_messages", "bronze.fhir_resources"),
+          outlets=lake_assets(*(f"silver.{t}" for t in CLINICAL_TABLES), "quarantine.hl7", "quarantine.fhir"))
     def build_silver(hl7_runs: list[dict], fhir_runs: list[dict]) -> dict:
         run_ids = [r["run_id"] for r in [*(hl7_runs or []), *(fhir_runs or [])] if r["rows_accepted"]]
         if not run_ids:

@@ -11,7 +11,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import dag, task
 
-from omicslake.airflow_support import DEFAULT_ARGS, run_job, run_quality
+from omicslake.airflow_support import DEFAULT_ARGS, lake_assets, run_job, run_quality
 
 GOLD = ["gold.cohort", "gold.cohort_definition", "gold.cohort_versions", "gold.cohort_inclusion_stats"]
 
@@ -33,7 +33,7 @@ def omicslake_cohorts():
 
         return [d.name for d in load_all(load_settings().cohorts_dir)]
 
-    @task(max_active_tis_per_dag=1)  # one writer of gold.cohort at a time
+    @task(max_active_tis_per_dag=1, outlets=lake_assets(*GOLD))  # one writer of gold.cohort at a time
     def build(name: str) -> dict:
         return run_job("build_cohorts", names=[name])
 

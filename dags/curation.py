@@ -12,7 +12,16 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from omicslake.airflow_support import DEFAULT_ARGS, run_job, run_quality
+from connectors.clinical_records import TABLES as CLINICAL_TABLES
+from omicslake.airflow_support import DEFAULT_ARGS, lake_assets, run_job, run_quality
+
+# lineage: what each job task reads from and writes to the lake (README "Lineage"); linkage moves
+# person_id in every person-keyed silver table
+LINKED = ["silver.persons", "silver.person_links", "silver.person_link_review", "silver.samples",
+          "silver.imaging_instances", *(f"silver.{t}" for t in CLINICAL_TABLES)]
+PGX_READS = ["silver.genotypes", "silver.reference_blocks", "silver.samples", "silver.medications"]
+PGX_WRITES = ["silver.pgx_diplotypes", "gold.pgx_recommendations", "gold.medication_alerts",
+              "silver.pgx_positions", "silver.pgx_alleles", "silver.pgx_guidance", "ops.reference_sources"]
 
 
 @dag(
@@ -31,7 +40,7 @@ from omicslake.airflow_support import DEFAULT_ARGS, run_job, run_quality
     },
 )
 def omicslake_curation():
-    @task
+    @task(outlets=lake_assets(*LINKED))
     def link_persons() -> dict:
         return run_job("link_persons")
 
@@ -39,7 +48,8 @@ def omicslake_curation():
     def check_persons() -> dict:
         return run_quality(["silver.persons", "silver.person_links", "silver.person_link_review"])
 
-    @task
+    @task(inlets=lake_assets("silver.variants", "silver.genotypes"),
+          outlets=lake_assets("silver.variant_annotations", "silver.variant_stats", "ops.reference_sources"))
     def annotate_variants(params=None) -> dict:
         return run_job("annotate_variants", gtf=params["gtf"], clinvar=params["clinvar"],
                        gnomad=params["gnomad"], reference=params["reference"])
@@ -48,11 +58,11 @@ def omicslake_curation():
     def check_annotations() -> dict:
         return run_quality(["silver.variant_annotations", "silver.variant_stats", "ops.reference_sources"])
 
-    @task
+    @task(inlets=lake_assets(*PGX_READS), outlets=lake_assets(*PGX_WRITES))
     def call_pgx() -> dict:
         return run_job("call_pgx")
 
-    @task
+    @task(outlets=lake_assets("gold.kg_nodes", "gold.kg_edges"))
     def build_kg() -> dict:
         return run_job("build_kg")
 

@@ -8,12 +8,16 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from omicslake.airflow_support import DEFAULT_ARGS, run_job, run_quality
+from omicslake.airflow_support import DEFAULT_ARGS, lake_assets, run_job, run_quality
 
 SILVER = ["silver.samples", "silver.variants", "silver.genotypes", "silver.structural_variants",
           "silver.reference_blocks", "silver.alignment_qc", "bronze.vcf_variants", "ops.centers"]
 RUNS = ["ops.ingest_runs"]
 PGX = ["silver.pgx_diplotypes", "gold.pgx_recommendations", "gold.medication_alerts"]
+# lineage: what each job task reads from and writes to the lake (README "Lineage")
+PGX_READS = ["silver.genotypes", "silver.reference_blocks", "silver.samples", "silver.medications"]
+PGX_WRITES = [*PGX, "silver.pgx_positions", "silver.pgx_alleles", "silver.pgx_guidance",
+              "ops.reference_sources"]
 
 
 @dag(
@@ -39,7 +43,7 @@ PGX = ["silver.pgx_diplotypes", "gold.pgx_recommendations", "gold.medication_ale
     },
 )
 def omicslake_genomics():
-    @task
+    @task(outlets=lake_assets("ops.centers"))
     def register_centers() -> dict:
         return run_job("register_centers")
 
@@ -47,7 +51,8 @@ def omicslake_genomics():
     def plan_batches(params=None) -> list[dict]:
         return list(params["batches"])
 
-    @task(max_active_tis_per_dag=1)
+    @task(max_active_tis_per_dag=1, outlets=lake_assets("bronze.vcf_headers", "bronze.vcf_variants",
+                                                       "quarantine.vcf", "silver.samples"))
     def ingest_vcf(batch: dict) -> dict:
         return run_job("ingest_vcf", paths=[batch["vcf"]], center_id=batch["center_id"],
                        manifest=batch.get("manifest"))
@@ -56,13 +61,16 @@ def omicslake_genomics():
     def plan_alignments(params=None) -> list[dict]:
         return list(params["alignments"])
 
-    @task(max_active_tis_per_dag=1)
+    @task(max_active_tis_per_dag=1,
+          outlets=lake_assets("silver.alignment_qc", "quarantine.bam", "silver.samples"))
     def ingest_bam(batch: dict) -> dict:
         return run_job("ingest_bam", paths=list(batch["paths"]), center_id=batch["center_id"],
                        manifest=batch["manifest"], targets=batch.get("targets"),
                        reference=batch.get("reference"))
 
-    @task
+    @task(inlets=lake_assets("bronze.vcf_variants", "bronze.vcf_headers", "silver.samples"),
+          outlets=lake_assets("silver.variants", "silver.genotypes", "silver.structural_variants",
+                              "silver.reference_blocks"))
     def clean_variants(params=None) -> dict:
         return run_job("clean_variants", reference=params.get("reference"))
 
@@ -70,7 +78,7 @@ def omicslake_genomics():
     def check_silver() -> dict:
         return run_quality(SILVER)
 
-    @task
+    @task(inlets=lake_assets(*PGX_READS), outlets=lake_assets(*PGX_WRITES))
     def call_pgx() -> dict:
         return run_job("call_pgx")
 

@@ -11,7 +11,10 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from omicslake.airflow_support import DEFAULT_ARGS, landing_batches, run_job, run_quality
+from omicslake.airflow_support import DEFAULT_ARGS, lake_assets, landing_batches, run_job, run_quality
+
+WRITES = ["bronze.dicom_instances", "quarantine.dicom", "silver.imaging_instances", "silver.imaging_series",
+          "silver.imaging_studies"]
 
 
 @dag(
@@ -36,7 +39,7 @@ def omicslake_imaging():
         return [{**b, "shift_dates": not params["keep_dates"]} for b in (list(params["dicom"])
                                                                           or landing_batches("dicom"))]
 
-    @task(max_active_tis_per_dag=1)
+    @task(max_active_tis_per_dag=1, outlets=lake_assets(*WRITES))
     def ingest(batch: dict) -> dict:
         return run_job("ingest_dicom", paths=list(batch["paths"]), center_id=batch["center_id"],
                        shift_dates=batch.get("shift_dates", True))

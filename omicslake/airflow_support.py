@@ -2,10 +2,17 @@
 
 DAG files stay thin: each task calls ``run_job(job_module, **params)``, which builds the
 session for the configured engine and returns the job's counts (pushed to XCom).
+
+Lineage: tasks declare the lake tables they write as ``outlets`` (``lake_assets``); ``run_job``
+and ``run_quality`` tell Airflow's hook-lineage collector what the run actually read (the files
+it was given, the tables it checked) and wrote, and the OpenLineage provider puts both in the
+task's START/COMPLETE events. Events go to ``AIRFLOW_HOME/openlineage.jsonl`` unless
+``AIRFLOW__OPENLINEAGE__TRANSPORT`` says otherwise.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +27,9 @@ from omicslake.settings import Settings, load_settings
 DAGS_FOLDER = Path(__file__).resolve().parent.parent / "dags"
 # Every omicslake task: a named owner, and retries (a task is safe to re-run: writes are idempotent).
 DEFAULT_ARGS = {"owner": "omicslake-data-eng", "retries": 2, "retry_delay": timedelta(seconds=30)}
+# Job parameters that name input files (a folder, a file, or a list of them).
+INPUT_PARAMS = ("paths", "vcf", "manifest", "targets", "reference", "gtf", "clinvar", "gnomad")
+MAX_LISTED_FILES = 50  # the collector keeps 100 assets; past this, the given paths stand for the files
 
 
 def airflow_env(settings: Settings) -> dict[str, str]:
@@ -31,7 +41,23 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get("OMICSLAKE_AIRFLOW_LOG_LEVEL", "WARNING"),
         "GX_ANALYTICS_ENABLED": "False",
+        "AIRFLOW__OPENLINEAGE__NAMESPACE": os.environ.get("AIRFLOW__OPENLINEAGE__NAMESPACE", "omicslake"),
+        **_lineage_transport(home),
     }
+
+
+def _lineage_transport(home: Path) -> dict[str, str]:
+    """OpenLineage events to ``home/openlineage.jsonl`` (one JSON per line), unless a transport
+    is configured already: the provider turns itself off when none is, and a file under the
+    throw-away Airflow home is what a local run can read back."""
+    configured = any(k.startswith(("AIRFLOW__OPENLINEAGE__TRANSPORT", "AIRFLOW__OPENLINEAGE__CONFIG_PATH",
+                                   "OPENLINEAGE_URL", "OPENLINEAGE__TRANSPORT", "OPENLINEAGE_CONFIG"))
+                     and v for k, v in os.environ.items())
+    if configured:
+        return {}
+    path = str(home / "openlineage.jsonl")
+    return {"AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({"type": "file", "log_file_path": path,
+                                                           "append": True})}
 
 
 def prepare_airflow(settings: Settings, quiet: bool = True) -> Path:
@@ -57,6 +83,63 @@ def prepare_airflow(settings: Settings, quiet: bool = True) -> Path:
     return home
 
 
+def lake_assets(*tables: str) -> list:
+    """Airflow Assets for lake tables, named ``layer.table`` at their storage location
+    (``file:///…/lake/silver/x``, ``s3://…``), for the ``outlets``/``inlets`` of DAG tasks: Airflow
+    records an asset event per table a task wrote, and OpenLineage names the table as a dataset
+    (``file`` through the common-io provider; ``s3`` needs the amazon provider, which the
+    official Airflow image carries)."""
+    from airflow.sdk import Asset
+
+    from omicslake.catalog import table_uri
+
+    settings = load_settings()
+    return [Asset(name=t, uri=_asset_uri(table_uri(settings, t))) for t in tables]
+
+
+def _asset_uri(location: str) -> str:
+    return location if "://" in location else f"file://{Path(location).resolve()}"
+
+
+def _input_uris(params: dict[str, Any], read: list[str]) -> list[str]:
+    """The files a job was given (folders, files, URIs) and, when there are not too many, each
+    file it read from them: the inputs its lineage names."""
+    given = []
+    for key in INPUT_PARAMS:
+        value = params.get(key)
+        given += [v for v in (value if isinstance(value, list | tuple) else [value]) if isinstance(v, str)]
+    listed = read if len(read) <= MAX_LISTED_FILES else []
+    # some jobs list what they read by checksum (clean_variants: the bronze sources), not by place
+    places = [p for p in [*given, *listed] if "://" in p or Path(p).is_absolute()]
+    return list(dict.fromkeys(_asset_uri(p) for p in places))
+
+
+def report_lineage(inputs: list[str]) -> None:
+    """Hand this task's lineage to Airflow's hook-lineage collector: the input URIs plus the
+    task's declared inlets and outlets. Why: a TaskFlow task has no OpenLineage extractor, its
+    input files are known only at run time, and once the collector holds anything the provider
+    reads it instead of the declared inlets/outlets. Outside an Airflow task it does nothing.
+
+    The collector is per process and a worker runs each task in its own; ``dag.test()`` runs
+    them all in one, so ``test_dag`` empties it as each task starts (``_fresh_lineage_listener``)."""
+    try:
+        from airflow.sdk import Asset, get_current_context
+        from airflow.sdk.lineage import get_hook_lineage_collector
+
+        task = get_current_context()["task"]
+    except Exception:  # not in a task (the CLI, python -m jobs.X), or no Airflow
+        return
+    collector = get_hook_lineage_collector()
+    for uri in inputs:
+        collector.add_input_asset(context=task, uri=uri)
+    for asset in task.inlets:
+        if isinstance(asset, Asset):
+            collector.add_input_asset(context=task, uri=asset.uri, name=asset.name)
+    for asset in task.outlets:
+        if isinstance(asset, Asset):
+            collector.add_output_asset(context=task, uri=asset.uri, name=asset.name)
+
+
 def run_job(module: str, **params: Any) -> dict[str, Any]:
     """Run ``jobs.<module>.run`` on the configured engine and return its counts."""
     import importlib
@@ -67,6 +150,7 @@ def run_job(module: str, **params: Any) -> dict[str, Any]:
     job = importlib.import_module(f"jobs.{module}")
     result = job.run(get_spark(settings), settings, **params)
     print(result.summary(), flush=True)
+    report_lineage(_input_uris(params, list(result.inputs)))
     return result.to_dict()
 
 
@@ -86,7 +170,30 @@ def run_quality(tables: list[str]) -> dict[str, Any]:
     settings = load_settings()
     summary = check_tables(get_spark(settings), settings, tables)
     print(f"quality {tables}: {summary}", flush=True)
+    report_lineage([asset.uri for asset in lake_assets(*tables)])  # the checks read these tables
     return summary
+
+
+_fresh_lineage = None  # the listener below, made once: Airflow is imported only after prepare_airflow
+
+
+def _fresh_lineage_listener():
+    """A task listener for ``dag.test()``, which runs every task in one process, where the
+    process-wide hook-lineage collector would carry one task's lineage into the events of the
+    tasks after it: emptied as each task starts, before OpenLineage reads it (``tryfirst``)."""
+    global _fresh_lineage
+    if _fresh_lineage is None:
+        from airflow.listeners import hookimpl
+
+        class FreshLineage:
+            @hookimpl(tryfirst=True)
+            def on_task_instance_running(self, previous_state, task_instance) -> None:
+                from airflow.sdk.lineage import get_hook_lineage_collector
+
+                get_hook_lineage_collector.cache_clear()
+
+        _fresh_lineage = FreshLineage()
+    return _fresh_lineage
 
 
 def test_dag(dag_id: str, run_conf: dict[str, Any], settings: Settings | None = None):
@@ -94,7 +201,9 @@ def test_dag(dag_id: str, run_conf: dict[str, Any], settings: Settings | None = 
     settings = settings or load_settings()
     prepare_airflow(settings)
     from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk.listener import get_listener_manager
 
+    get_listener_manager().add_listener(_fresh_lineage_listener())
     bag = DagBag(dag_folder=str(DAGS_FOLDER))
     if bag.import_errors:
         raise OmicslakeError(f"DAG import errors: {bag.import_errors}")
