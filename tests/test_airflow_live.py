@@ -146,7 +146,7 @@ def test_airflow_stack_runs_the_dags_and_an_upload_starts_its_run(fresh_lake, tm
         timings["genomics_run"] = time.monotonic() - t0 - timings["up"]
         tasks = {t["task_id"]: t["state"] for t in airflow.task_instances(GENOMICS, genomics["dag_run_id"])}
         assert run["state"] == "success", tasks
-        assert tasks["ingest_vcf"] == "success" and tasks["check_gold"] == "success"
+        assert tasks["ingest_vcf"] == "success" and tasks["check_runs"] == "success"
 
         lake = settings.lake_root
         runs = DeltaTable(f"{lake}/ops/ingest_runs").to_pyarrow_table().to_pylist()
