@@ -119,7 +119,7 @@ def check_header(text: str) -> Header:
     header = read_header(text)
     encoding = text[4:].split(text[3], 1)[0]
     if not 2 <= len(encoding) <= 5 or text[3] in encoding:
-        raise HL7Error(f"MSH-2 (encoding characters) {encoding!r} is not 2 to 5 separators", "AR",
+        raise HL7Error(f"MSH-2 (encoding chars) {encoding!r} must be 2 to 5 separators", "AE",
                        header.control_id)
     if not header.control_id:
         raise HL7Error("MSH-10 (message control id) is empty", "AR")
