@@ -12,7 +12,6 @@ and ``omicslake tables`` / ``history`` read the S3 lake afterwards.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -20,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from lakes import run_cli, s3_lake
 
 from omicslake.net import free_port, wait_for_port
 
@@ -32,35 +32,13 @@ BAD_HL7 = "MSH|^~\\&|LIS|CTY-S1|LAKE|NAT|20250101||ORU^R01|BADBODY01|P|2.5.1\rPI
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     """(env for the CLI, local state folder, boto3 client) with a fresh bucket on loopback."""
-    if os.environ.get("OMICSLAKE_TEST_ENGINE", "local") != "local":
-        pytest.skip("Delta I/O is tested on the local engine")
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
-             "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ALLOW_HTTP": "true"}
-    client = boto3.client("s3", endpoint_url=creds["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-    client.create_bucket(Bucket=BUCKET)
     state = tmp_path_factory.mktemp("s3feeds")
-    env = {**os.environ, **creds, "OMICSLAKE_HOME": f"s3://{BUCKET}/{PREFIX}",
-           "OMICSLAKE_STATE_DIR": str(state)}
-    yield env, state, client
-    server.stop()
-
-
-def cli(env: dict, *args: str) -> str:
-    p = subprocess.run([sys.executable, "-m", "omicslake.cli", *args], env=env, capture_output=True,
-                       text=True, timeout=600)
-    assert p.returncode == 0, f"omicslake {' '.join(args)}:\n{p.stdout}\n{p.stderr[-3000:]}"
-    return p.stdout
+    with s3_lake(state, BUCKET, PREFIX) as (env, client):
+        yield env, state, client
 
 
 def tables(env: dict) -> dict[str, dict]:
-    return {d["name"]: d for d in map(json.loads, cli(env, "tables", "--json").splitlines())}
+    return {d["name"]: d for d in map(json.loads, run_cli(env, "tables", "--json").splitlines())}
 
 
 def keys(client, under: str) -> list[str]:
@@ -171,7 +149,7 @@ def test_every_feed_lands_on_s3_and_a_rerun_adds_nothing(s3):
     env, state, client = s3
     commands = make_inputs(env, state)
     for args in commands.values():
-        cli(env, "ingest", *args)
+        run_cli(env, "ingest", *args)
     first = tables(env)
     for feed, names in LANDED.items():
         for name in names:
@@ -182,7 +160,7 @@ def test_every_feed_lands_on_s3_and_a_rerun_adds_nothing(s3):
     curated = keys(client, "lake/curated/dicom/")
     assert len([k for k in curated if k.endswith(".dcm")]) == 2
     assert len([k for k in curated if k.endswith("/thumbnail.png")]) == 2
-    rows = [json.loads(x) for x in cli(env, "sql", "--json", "SELECT deid_uri, thumbnail_uri FROM "
+    rows = [json.loads(x) for x in run_cli(env, "sql", "--json", "SELECT deid_uri, thumbnail_uri FROM "
                                        "silver.imaging_instances JOIN silver.imaging_series "
                                        "USING (series_instance_uid)").splitlines()]
     assert {r["deid_uri"] for r in rows} == {f"s3://{BUCKET}/{k}" for k in curated if k.endswith(".dcm")}
@@ -191,11 +169,12 @@ def test_every_feed_lands_on_s3_and_a_rerun_adds_nothing(s3):
     assert not (state / "lake").exists()  # only local state (landing, logs) is on this disk
 
     for args in commands.values():
-        cli(env, "ingest", *args)
+        run_cli(env, "ingest", *args)
     again = tables(env)
     data = [n for n in first if not n.startswith("ops.")]  # runs and audit events are recorded
     assert {n: again[n]["rows"] for n in data} == {n: first[n]["rows"] for n in data}
     assert again["ops.ingest_runs"]["rows"] > first["ops.ingest_runs"]["rows"]
 
-    history = [json.loads(x) for x in cli(env, "history", "silver.imaging_instances", "--json").splitlines()]
+    history = run_cli(env, "history", "silver.imaging_instances", "--json").splitlines()
+    history = [json.loads(x) for x in history]
     assert history and {"version", "operation"} <= set(history[0])
