@@ -37,8 +37,8 @@ from omicslake.delta_ops import adapter
 from omicslake.runs import JobResult, track_run
 from omicslake.settings import Settings
 from omicslake.tiers import RegistryError, registry
-from omicslake.writes import append, upsert_rows
-from schemas import cohort_features, get_table
+from omicslake.writes import append, sync_rows, upsert_rows
+from schemas import cohort_features
 
 JOB = "build_cohorts"
 CANDIDATE = ("person_id", "center_id", "index_date")
@@ -262,28 +262,10 @@ def staging_root(settings: Settings) -> str:
 def write_members(
     spark: SparkSession, settings: Settings, cohort_id: int, rows: DataFrame, run_id: str
 ) -> int:
-    """Replace one cohort's members in one MERGE; returns the Delta version it committed.
-    The members are staged first: Sail's MERGE refuses the joined plan as its source."""
-    view = f"cohort_{cohort_id}"
-    staged = staging.materialise(
-        spark,
-        get_table("gold.cohort").conform(rows),
-        staging.folder(staging_root(settings), f"{run_id}/{cohort_id}"),
-    )
-    staged.createOrReplaceTempView(view)
-    changed = " OR ".join(
-        f"NOT (t.{c} <=> s.{c})" for c in ("cohort_start_date", "cohort_end_date", "center_id")
-    )
-    try:
-        spark.sql(
-            f"MERGE INTO {path_ref(settings, 'gold.cohort')} t USING {view} s "
-            "ON t.cohort_definition_id = s.cohort_definition_id AND t.subject_id = s.subject_id "
-            f"WHEN MATCHED AND ({changed}) THEN UPDATE SET * "
-            "WHEN NOT MATCHED THEN INSERT * "
-            f"WHEN NOT MATCHED BY SOURCE AND t.cohort_definition_id = {int(cohort_id)} THEN DELETE"
-        )
-    finally:
-        spark.catalog.dropTempView(view)
+    """Replace one cohort's members in one MERGE; returns the table's Delta version after it
+    (unchanged when the members are as they were)."""
+    staged = staging.folder(staging_root(settings), f"{run_id}/{cohort_id}")
+    sync_rows(spark, settings, "gold.cohort", rows, staged, within={"cohort_definition_id": cohort_id})
     return adapter(settings, spark).version("gold.cohort")
 
 

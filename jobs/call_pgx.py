@@ -26,12 +26,12 @@ from pyspark.sql import functions as F
 from connectors import pharmcat
 from jobs.common import main_for
 from omicslake import staging
-from omicslake.catalog import path_ref, read_table
+from omicslake.catalog import read_table
 from omicslake.checksums import sha256_text
 from omicslake.diplotypes import Call, call_gene
 from omicslake.runs import JobResult, track_run
 from omicslake.settings import Settings
-from omicslake.writes import merge_new, upsert_rows
+from omicslake.writes import merge_new, sync_rows, upsert_rows
 from schemas import get_table
 
 JOB = "call_pgx"
@@ -263,26 +263,6 @@ def match_batches(definitions: dict[str, pharmcat.GeneDefinition], release: str,
 # --- outputs -------------------------------------------------------------------------------
 
 
-def replace_all(spark: SparkSession, settings: Settings, table: str, rows: DataFrame, staged: str) -> None:
-    """Make ``table`` hold exactly ``rows``, changing only what differs (one MERGE)."""
-    contract = get_table(table)
-    view = f"src_{table.replace('.', '_')}"
-    staging.materialise(spark, contract.conform(rows), staged).createOrReplaceTempView(view)
-    keys = " AND ".join(f"t.`{k}` = s.`{k}`" for k in contract.keys)
-    watched = [
-        c for c in contract.column_names if c not in (*contract.keys, "run_id", "updated_at", "created_at")
-    ]
-    changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in watched)
-    try:
-        spark.sql(
-            f"MERGE INTO {path_ref(settings, table)} t USING {view} s ON {keys} "
-            f"WHEN MATCHED AND ({changed}) THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT * "
-            "WHEN NOT MATCHED BY SOURCE THEN DELETE"
-        )
-    finally:
-        spark.catalog.dropTempView(view)
-
-
 def recommendations(spark: SparkSession, settings: Settings, release: str) -> DataFrame:
     calls = read_table(spark, settings, "silver.pgx_diplotypes").where(
         F.col("status").isin("called", "partial")
@@ -355,21 +335,11 @@ def run(
             match_batches(defs, release, result.run_id), get_table("silver.pgx_diplotypes").spark_schema()
         )
         root = f"{settings.lake_root}/_staging/pgx/{result.run_id}"
-        replace_all(spark, settings, "silver.pgx_diplotypes", called, f"{root}/diplotypes")
-        replace_all(
-            spark,
-            settings,
-            "gold.pgx_recommendations",
-            recommendations(spark, settings, release),
-            f"{root}/recommendations",
-        )
-        replace_all(
-            spark,
-            settings,
-            "gold.medication_alerts",
-            alerts(spark, settings, result.run_id),
-            f"{root}/alerts",
-        )
+        sync_rows(spark, settings, "silver.pgx_diplotypes", called, f"{root}/diplotypes")
+        sync_rows(spark, settings, "gold.pgx_recommendations", recommendations(spark, settings, release),
+                  f"{root}/recommendations")
+        sync_rows(spark, settings, "gold.medication_alerts", alerts(spark, settings, result.run_id),
+                  f"{root}/alerts")
         staging.clear(f"{settings.lake_root}/_staging/pgx", result.run_id)
         _count(spark, settings, result)
     return result

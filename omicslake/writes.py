@@ -119,6 +119,35 @@ def merge_new(
         spark.catalog.dropTempView(view)
 
 
+BOOKKEEPING = ("run_id", "updated_at", "created_at")  # change on every run: not a reason to rewrite
+
+
+def sync_rows(
+    spark: SparkSession, settings: Settings, table: str, rows: DataFrame, staged: str,
+    within: dict[str, int] | None = None,
+) -> None:
+    """Make ``table`` (or its slice where every ``within`` column equals its value) hold exactly
+    ``rows``, in one MERGE that rewrites only the rows whose values differ, so an unchanged
+    derived table keeps its version. ``rows`` are staged at ``staged`` first: Sail's MERGE
+    refuses some joined or ``mapInArrow`` plans as its source."""
+    from omicslake import staging
+
+    contract = get_table(table)
+    view = f"src_{uuid.uuid4().hex[:12]}"
+    staging.materialise(spark, contract.conform(rows), staged).createOrReplaceTempView(view)
+    on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in contract.keys)
+    watched = [c for c in contract.column_names if c not in (*contract.keys, *BOOKKEEPING)]
+    changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in watched)
+    gone = " AND ".join(["TRUE", *(f"t.`{c}` = {int(v)}" for c, v in (within or {}).items())])
+    q = (f"MERGE INTO {path_ref(settings, table)} t USING {view} s ON {on} "
+         f"WHEN MATCHED AND ({changed}) THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT * "
+         f"WHEN NOT MATCHED BY SOURCE AND {gone} THEN DELETE")
+    try:
+        retry_on_conflict(lambda: spark.sql(q), f"MERGE INTO {table}")
+    finally:
+        spark.catalog.dropTempView(view)
+
+
 def count_rows(spark: SparkSession, settings: Settings, table: str, where) -> int:
     """Rows of ``table`` matching a Column condition (no SQL text is built from values)."""
     from omicslake.catalog import read_table
