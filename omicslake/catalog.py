@@ -54,7 +54,7 @@ def add_missing_columns(settings: Settings, table: Table) -> list[str]:
     Sail has no ``ALTER TABLE ... ADD COLUMNS``, so delta-rs does it (local and S3 roots); the
     table stays at protocol (1,2) and old rows read the new columns as NULL.
     """
-    if not (settings.is_local_storage or settings.lake_root.startswith(("s3://", "s3a://"))):
+    if not settings.delta_rs_reaches_lake:
         return []
     from deltalake import DeltaTable, Schema
 
@@ -72,8 +72,7 @@ def apply_table_properties(settings: Settings, table: Table) -> None:
     """Set what the contract declares on the Delta table (``delta.appendOnly``), through
     delta-rs on local and S3 roots; Sail and delta-spark then refuse a DELETE, UPDATE or
     overwrite of its rows."""
-    if not table.append_only or not (settings.is_local_storage
-                                     or settings.lake_root.startswith(("s3://", "s3a://"))):
+    if not table.append_only or not settings.delta_rs_reaches_lake:
         return
     from deltalake import DeltaTable
 

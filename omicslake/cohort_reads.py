@@ -87,7 +87,7 @@ def as_of(spark: SparkSession, settings: Settings, table: str, version: int,
     delta-rs reads it wherever the driver reaches the storage: Sail 0.7 cannot time-travel to a
     version between two of its own checkpoints (it writes one every 10 commits), and a cited
     cohort version must read back. Elsewhere the engine's ``versionAsOf`` does it."""
-    if not (settings.is_local_storage or settings.lake_root.startswith(("s3://", "s3a://"))):
+    if not settings.delta_rs_reaches_lake:
         df = spark.read.format("delta").option("versionAsOf", version).load(table_uri(settings, table))
         return df if cohort_id is None else df.where(F.col("cohort_definition_id") == cohort_id)
     import pyarrow.compute as pc

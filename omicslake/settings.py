@@ -39,6 +39,13 @@ class Settings:
         return urlparse(self.home).scheme in ("", "file")
 
     @property
+    def delta_rs_reaches_lake(self) -> bool:
+        """Whether delta-rs can open the lake from this process (a folder or S3): then it does
+        what the engine cannot (schema changes, table properties, time travel past Sail's
+        checkpoints)."""
+        return self.is_local_storage or self.lake_root.startswith(("s3://", "s3a://"))
+
+    @property
     def lake_root(self) -> str:
         return f"{self.home.rstrip('/')}/lake"
 
