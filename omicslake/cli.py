@@ -619,12 +619,12 @@ def demo(persons: int, sites: int) -> None:
 @click.argument("tables", nargs=-1)
 def quality(tables: tuple[str, ...]) -> None:
     """Run the Great Expectations suites on TABLES (all tables if none given)."""
+    from omicslake.catalog import lake_tables
     from quality.checks import check_tables
-    from schemas import ALL_TABLES
 
     settings = load_settings()
     spark = _spark(settings)
-    names = list(tables) or [t.full_name for t in ALL_TABLES]
+    names = list(tables) or [t.full_name for t in lake_tables(settings)]
     with _status(f"validating {len(names)} table(s)"):
         summary = check_tables(spark, settings, names)
     click.echo(json.dumps(summary))

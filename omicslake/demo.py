@@ -148,15 +148,16 @@ def dag_confs(settings: Settings, inputs: Inputs) -> dict[str, dict]:
 
 
 def table_counts(settings: Settings) -> dict[str, int]:
-    """Rows of every table in the catalog."""
+    """Rows of every table of the lake (the cohort feature tables included)."""
+    from omicslake.catalog import lake_tables
     from omicslake.delta_ops import DeltaRsAdapter
     from omicslake.session import get_spark
-    from schemas import ALL_TABLES
 
+    tables = lake_tables(settings)
     if settings.engine == "local":
-        return {i.name: i.rows for i in (DeltaRsAdapter(settings).info(t.full_name) for t in ALL_TABLES)}
+        return {i.name: i.rows for i in (DeltaRsAdapter(settings).info(t.full_name) for t in tables)}
     spark = get_spark(settings)
-    return {t.full_name: spark.table(t.full_name).count() for t in ALL_TABLES}
+    return {t.full_name: spark.table(t.full_name).count() for t in tables}
 
 
 def run_demo(settings: Settings, echo: Callable[[str], None] = print, persons: int = 200,
