@@ -34,13 +34,13 @@ from connectors.gtf import REGION_CLASSES, read_gene_models, release_and_build
 from connectors.normalise import normalise_alleles, variant_id
 from connectors.vcf import read_header
 from connectors.vcf_chunks import locate_lines, plan_chunks
-from jobs.common import expand_inputs, main_for
 from omicslake import staging
 from omicslake.catalog import read_table
 from omicslake.checksums import sha256_file
 from omicslake.errors import InputError
 from omicslake.hwe import hwe_exact_p
-from omicslake.runs import JobResult, track_run
+from omicslake.ingest import expand_inputs
+from omicslake.runs import JobResult, main_for, track_run
 from omicslake.session import parallelism
 from omicslake.settings import Settings
 from omicslake.tiers import registry

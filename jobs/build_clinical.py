@@ -23,12 +23,11 @@ from pyspark.sql import functions as F
 
 from connectors.clinical_records import TABLES, Unmappable
 from connectors.fhir_clinical import MAPPED as FHIR_TYPES
-from jobs.common import main_for
 from omicslake import staging
 from omicslake.catalog import path_ref, read_table
 from omicslake.persons import to_master
 from omicslake.pseudonym import load_key
-from omicslake.runs import JobResult, track_run
+from omicslake.runs import JobResult, main_for, track_run
 from omicslake.session import parallelism
 from omicslake.settings import Settings
 from omicslake.writes import append

@@ -21,7 +21,6 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs import cohort_events as ev
-from jobs.common import main_for
 from omicslake import staging
 from omicslake.catalog import ensure_tables, path_ref, read_table, table_uri
 from omicslake.cohort_definitions import (
@@ -34,7 +33,7 @@ from omicslake.cohort_definitions import (
     load_all,
 )
 from omicslake.delta_ops import adapter
-from omicslake.runs import JobResult, track_run
+from omicslake.runs import JobResult, main_for, track_run
 from omicslake.settings import Settings
 from omicslake.tiers import RegistryError, registry
 from omicslake.writes import append, sync_rows, upsert_rows

@@ -37,12 +37,11 @@ from pyspark.sql import functions as F
 from connectors import kg_formats
 from connectors.kg_formats import EXTERNAL_SOURCES, NODE_COLUMNS, TRIPLE_COLUMNS
 from jobs.call_pgx import GUIDANCE_DIR
-from jobs.common import main_for
 from omicslake import staging
 from omicslake.catalog import path_ref, read_table, table_uri
 from omicslake.checksums import sha256_file, sha256_text
 from omicslake.errors import InputError
-from omicslake.runs import JobResult, track_run
+from omicslake.runs import JobResult, main_for, track_run
 from omicslake.settings import Settings
 from omicslake.writes import append
 from schemas import get_table

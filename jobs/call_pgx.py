@@ -24,12 +24,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from connectors import pharmcat
-from jobs.common import main_for
 from omicslake import staging
 from omicslake.catalog import read_table
 from omicslake.checksums import sha256_text
 from omicslake.diplotypes import Call, call_gene
-from omicslake.runs import JobResult, track_run
+from omicslake.runs import JobResult, main_for, track_run
 from omicslake.settings import Settings
 from omicslake.writes import merge_new, sync_rows, upsert_rows
 from schemas import get_table

@@ -25,10 +25,9 @@ from connectors.alleles import (
 )
 from connectors.contigs import normalised_contig
 from connectors.normalise import normalise_alleles, variant_id
-from jobs.common import main_for
 from jobs.ingest_vcf import calls_staging_root, clear_staging, staged_calls
 from omicslake.catalog import read_table
-from omicslake.runs import JobResult, track_run
+from omicslake.runs import JobResult, main_for, track_run
 from omicslake.settings import Settings
 from omicslake.writes import append, count_rows, merge_new
 

@@ -27,13 +27,13 @@ from connectors.bam import (
 )
 from connectors.contigs import normalise_contig
 from connectors.manifest import read_manifest
-from jobs.common import expand_inputs, main_for
 from jobs.ingest_vcf import upsert_samples
 from omicslake.checksums import sha256_file
 from omicslake.errors import InputError
+from omicslake.ingest import expand_inputs
 from omicslake.pseudonym import load_key, person_id
 from omicslake.quarantine import Rejected, quarantine_rows, reject_lines
-from omicslake.runs import JobResult, track_run
+from omicslake.runs import JobResult, main_for, track_run
 from omicslake.session import parallelism
 from omicslake.settings import Settings
 from omicslake.writes import append, landed_checksums

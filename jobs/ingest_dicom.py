@@ -22,14 +22,13 @@ import pyarrow as pa
 from pyspark.sql import SparkSession, Window
 from pyspark.sql import functions as F
 
-from jobs.common import main_for
 from omicslake import staging
 from omicslake.catalog import path_ref, table_uri
 from omicslake.errors import InputError
 from omicslake.persons import to_master
 from omicslake.pseudonym import load_key
 from omicslake.quarantine import reject_lines
-from omicslake.runs import JobResult, track_run
+from omicslake.runs import JobResult, main_for, track_run
 from omicslake.session import parallelism
 from omicslake.settings import Settings
 from omicslake.writes import merge_new

@@ -17,13 +17,13 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from jobs.common import expand_inputs, main_for
 from omicslake import staging
 from omicslake.catalog import path_ref
 from omicslake.checksums import sha256_file
 from omicslake.errors import InputError
+from omicslake.ingest import expand_inputs
 from omicslake.quarantine import reject_lines
-from omicslake.runs import JobResult, track_run
+from omicslake.runs import JobResult, main_for, track_run
 from omicslake.session import parallelism
 from omicslake.settings import Settings
 from omicslake.writes import append, count_rows, landed_checksums

@@ -24,14 +24,14 @@ from pyspark.sql import functions as F
 from connectors.manifest import check_samples, read_manifest
 from connectors.vcf import VcfHeader, read_header
 from connectors.vcf_chunks import Chunk, locate_lines, plan_chunks, read_chunk
-from jobs.common import expand_inputs, main_for
 from omicslake import staging
 from omicslake.checksums import sha256_file
 from omicslake.errors import InputError
+from omicslake.ingest import expand_inputs
 from omicslake.persons import to_master
 from omicslake.pseudonym import load_key, person_id
 from omicslake.quarantine import Rejected, quarantine_rows
-from omicslake.runs import JobResult, track_run
+from omicslake.runs import JobResult, main_for, track_run
 from omicslake.session import parallelism
 from omicslake.settings import Settings
 from omicslake.writes import append, count_rows, landed_checksums, merge_new

@@ -31,12 +31,11 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from connectors.clinical_records import TABLES as CLINICAL_TABLES
-from jobs.common import main_for
 from omicslake import linkage, staging
 from omicslake.catalog import path_ref, read_table, table_uri
 from omicslake.errors import InputError
 from omicslake.pseudonym import load_key
-from omicslake.runs import JobResult, track_run
+from omicslake.runs import JobResult, main_for, track_run
 from omicslake.settings import Settings
 from omicslake.writes import merge_new
 from schemas import get_table

@@ -35,11 +35,10 @@ from typing import Any
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.common import main_for
 from omicslake.catalog import lake_tables, read_table
 from omicslake.delta_ops import MIN_RETENTION_HOURS, PartitionFilter, adapter, check_retention
 from omicslake.errors import OmicslakeError
-from omicslake.runs import JobResult, track_run
+from omicslake.runs import JobResult, main_for, track_run
 from omicslake.settings import Settings
 from omicslake.writes import retry_on_conflict
 from schemas import COHORT_FEATURES, get_table

@@ -7,8 +7,7 @@ from dataclasses import asdict
 
 from pyspark.sql import SparkSession
 
-from jobs.common import main_for
-from omicslake.runs import JobResult, track_run
+from omicslake.runs import JobResult, main_for, track_run
 from omicslake.settings import Settings
 from omicslake.tiers import Network, registry
 from omicslake.writes import merge_new

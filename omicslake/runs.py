@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import sys
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -13,6 +16,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
+from omicslake.errors import OmicslakeError
 from omicslake.settings import Settings
 from omicslake.tiers import require_center
 
@@ -125,3 +129,21 @@ def track_run(spark: SparkSession, settings: Settings, job: str, params: dict[st
             log.exception("could not record run %s", result.run_id)
             if result.status != "failed":
                 raise
+
+
+def main_for(run: Callable, build_parser: Callable[[argparse.ArgumentParser], None], doc: str) -> None:
+    """``python -m jobs.X`` / spark-submit entry: parse args, run on the configured engine."""
+    parser = argparse.ArgumentParser(description=doc)
+    build_parser(parser)
+    args = vars(parser.parse_args())
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from omicslake.session import get_spark
+    from omicslake.settings import load_settings
+
+    try:
+        settings = load_settings()
+        result = run(get_spark(settings), settings, **args)
+    except OmicslakeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print(json.dumps(result.to_dict(), default=str))
