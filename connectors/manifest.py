@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omicslake.errors import InputError
+from omicslake.settings import Settings
 
 REQUIRED = ("sample_id", "patient_id")
 OPTIONAL = ("assigning_authority", "specimen", "assay", "build")
@@ -61,3 +62,38 @@ def check_samples(manifest: list[ManifestRow], vcf_samples: list[str], vcf_path:
         raise InputError(
             f"{vcf_path}: {len(unknown)} sample(s) are not in manifest {manifest_path}: {shown}"
         )
+
+
+def persons_of(settings: Settings, rows: list[ManifestRow], center_id: str) -> dict[str, str]:
+    """Each sample's person_id: the keyed pseudonym of (assigning authority, patient id)."""
+    from omicslake.pseudonym import load_key, person_id
+
+    key = load_key(settings)
+    return {r.sample_id: person_id(key, r.assigning_authority or center_id, r.patient_id) for r in rows}
+
+
+def land_samples(spark, settings: Settings, manifest_path: str, center_id: str, checksum: str,
+                 default_build: str | None) -> int:
+    """Upsert the manifest's samples into ``silver.samples`` (linked persons resolved to their
+    master id); returns how many rows the manifest has."""
+    from datetime import UTC, datetime
+
+    from omicslake.persons import to_master
+    from omicslake.writes import merge_new
+    from schemas import get_table
+
+    rows = read_manifest(manifest_path)
+    persons = persons_of(settings, rows, center_id)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    out = [
+        {
+            "sample_id": r.sample_id, "person_id": persons[r.sample_id], "center_id": center_id,
+            "specimen": r.specimen, "assay": r.assay, "build": r.build or default_build,
+            "source_checksum": checksum, "updated_at": now, "source_person_id": persons[r.sample_id],
+            "assigning_authority": r.assigning_authority or center_id,
+        }
+        for r in rows
+    ]
+    df = spark.createDataFrame(out, get_table("silver.samples").spark_schema())
+    merge_new(spark, settings, to_master(spark, settings, df), "silver.samples", update=True)
+    return len(out)

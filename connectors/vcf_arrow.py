@@ -11,22 +11,14 @@ which gives the exact per-line reason. Both paths produce identical rows; the te
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.vcf import Fixed, VcfHeader, parse_fixed, parse_record
+from omicslake.quarantine import Rejected
 
 GENOTYPE_FIELDS = ("sample_index", "gt", "phased", "dp", "gq", "ad")
-
-
-@dataclass
-class Rejected:
-    line: int | None
-    raw: str
-    reason: str
 
 
 class _Fallback(Exception):
@@ -151,7 +143,7 @@ def parse_lines(lines: list[str], line_numbers: list[int | None], header: VcfHea
             fixed.append(parse_fixed(line, header, contigs, gaps))
             kept.append(i)
         except (ValueError, KeyError, IndexError) as exc:
-            rejected.append(Rejected(line_numbers[i], line.rstrip("\r\n"), str(exc)))
+            rejected.append(Rejected(str(exc), raw=line.rstrip("\r\n"), line=line_numbers[i]))
     geno_parts: list[pa.Array] = []
     if header.samples:
         ns = len(header.samples)
@@ -172,7 +164,7 @@ def parse_lines(lines: list[str], line_numbers: list[int | None], header: VcfHea
                 for j, e in enumerate(errors):
                     if e is not None:
                         k = kept[start + j]
-                        rejected.append(Rejected(line_numbers[k], lines[k].rstrip("\r\n"), e))
+                        rejected.append(Rejected(e, raw=lines[k].rstrip("\r\n"), line=line_numbers[k]))
                 if ok:
                     geno_parts.append(pa.array([lists[j] for j in ok], genotype_type))
                 good_rows += [run[j] for j in ok]

@@ -15,6 +15,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.alleles import NO_HOM_REF, REFERENCE, VARIANTS, is_sequence, record_destination
+from omicslake import staging
+from omicslake.settings import Settings
+
+
+def calls_staging_root(settings: Settings) -> str:
+    """Non-reference calls found while parsing, waiting for clean_variants to commit them."""
+    return f"{settings.lake_root}/_staging/genotypes"
+
+
+def staged_calls(settings: Settings, checksum: str) -> list[str] | None:
+    """URIs of the staged call files of a source, or None if its parse did not stage them."""
+    root = calls_staging_root(settings)
+    return staging.files(root, checksum) if staging.is_done(root, checksum) else None
+
+
+def clear_staged_calls(settings: Settings, checksum: str) -> None:
+    staging.clear(calls_staging_root(settings), checksum)
 
 
 def record_destinations(cols: dict[str, pa.Array]) -> list[str]:

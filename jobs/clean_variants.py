@@ -25,7 +25,7 @@ from connectors.alleles import (
 )
 from connectors.contigs import normalised_contig
 from connectors.normalise import normalise_alleles, variant_id
-from jobs.ingest_vcf import calls_staging_root, clear_staging, staged_calls
+from connectors.vcf_carriers import clear_staged_calls, staged_calls
 from omicslake.catalog import read_table
 from omicslake.runs import JobResult, main_for, track_run
 from omicslake.settings import Settings
@@ -332,7 +332,7 @@ def run(spark: SparkSession, settings: Settings, reference: str | None = None) -
                               reference, write, result)
         write_structural_and_reference(spark, settings, bronze, todo, result)
         for c in todo:
-            clear_staging(settings, c, calls_staging_root(settings))
+            clear_staged_calls(settings, c)
         result.details["staged_sources"] = len(staged)
         of_batch = F.col("source_checksum").isin(todo)
         new_g = count_rows(spark, settings, "silver.genotypes", of_batch)

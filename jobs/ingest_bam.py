@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
 from datetime import UTC, datetime
 
 from pyspark.sql import SparkSession
@@ -26,17 +25,15 @@ from connectors.bam import (
     window_qc,
 )
 from connectors.contigs import normalise_contig
-from connectors.manifest import read_manifest
-from jobs.ingest_vcf import upsert_samples
+from connectors.manifest import land_samples, read_manifest
 from omicslake.checksums import sha256_file
 from omicslake.errors import InputError
-from omicslake.ingest import expand_inputs
+from omicslake.ingest import Source, expand_inputs, fan_out, pending
 from omicslake.pseudonym import load_key, person_id
-from omicslake.quarantine import Rejected, quarantine_rows, reject_lines
+from omicslake.quarantine import Rejected, quarantine_row, quarantine_rows, reject_lines
 from omicslake.runs import JobResult, main_for, track_run
-from omicslake.session import parallelism
 from omicslake.settings import Settings
-from omicslake.writes import append, landed_checksums
+from omicslake.writes import append
 from schemas import get_table
 
 JOB = "ingest_bam"
@@ -88,9 +85,7 @@ def file_qc(spark: SparkSession, header: BamHeader, reference: str | None,
             t = json.dumps(ivs)
         tasks.append({"path": header.path, "reference": reference, "idx": header.index, "contig": contig,
                       "start": start, "end": end, "targets": t})
-    n = max(1, min(len(tasks), 4 * parallelism(spark)))
-    plan = spark.createDataFrame(tasks, TASK_SCHEMA).repartition(n)
-    parts = [r.asDict() for r in plan.mapInArrow(qc_windows, PART_SCHEMA).collect()]
+    parts = [r.asDict() for r in fan_out(spark, tasks, TASK_SCHEMA, qc_windows, PART_SCHEMA).collect()]
     errors = sorted(p["error"] for p in parts if p["error"])
     if errors:
         more = f" (and {len(errors) - 1} more window(s))" if len(errors) > 1 else ""
@@ -143,35 +138,33 @@ def run(spark: SparkSession, settings: Settings, paths: list[str], center_id: st
     with track_run(spark, settings, JOB, params, center_id) as result:
         rows = {r.sample_id: r for r in read_manifest(manifest)}
         bed = load_targets(targets) if targets else None
-        checksums = {f: sha256_file(f) for f in files}
-        result.inputs, result.checksums = files, list(checksums.values())
-        landed = landed_checksums(spark, settings, "silver.alignment_qc", result.checksums)
+        todo = pending(spark, settings, result, files, ("silver.alignment_qc",))
         key = load_key(settings)
-        failed: list[Rejected] = []
+        failed: list[tuple[Source, Rejected]] = []
         out = []
-        result.details["samples"] = upsert_samples(spark, settings, manifest, center_id,
-                                                   sha256_file(manifest), None)
-        for f in files:
-            if checksums[f] in landed:
-                result.skipped_inputs.append(f)
-                continue
-            result.rows_read += 1
+        result.details["samples"] = land_samples(spark, settings, manifest, center_id,
+                                                 sha256_file(manifest), None)
+        for s in todo:
             try:
-                header = read_header(f, reference)
-                check_samples(f, header, rows, manifest)
+                header = read_header(s.path, reference)
+                check_samples(s.path, header, rows, manifest)
                 qc = file_qc(spark, header, reference, bed)
             except InputError as exc:
-                failed.append(Rejected(f, checksums[f], "file", str(exc)))
+                failed.append((s, Rejected(str(exc))))
                 continue
-            out.append(qc_row(f, header, qc, rows[header.samples[0]], key, center_id, checksums[f],
+            out.append(qc_row(s.path, header, qc, rows[header.samples[0]], key, center_id, s.checksum,
                               reference, bed is not None, result.run_id))
         if out:
             append(spark.createDataFrame(out, get_table("silver.alignment_qc").spark_schema()), settings,
                    "silver.alignment_qc")
-        quarantine_rows(spark, settings, "quarantine.bam", center_id, result.run_id, failed)
+        prov = {"center_id": center_id, "ingest_run_id": result.run_id}
+        rejects = [quarantine_row(r, {**prov, "source_uri": s.path, "source_checksum": s.checksum})
+                   for s, r in failed]
+        quarantine_rows(spark, settings, "quarantine.bam", rejects)
+        result.rows_read = len(todo)
         result.rows_accepted = result.rows_written = len(out)
         result.rows_quarantined = len(failed)
-        result.details.update(files=len(out), rejected=reject_lines([asdict(r) for r in failed]))
+        result.details.update(files=len(out), rejected=reject_lines(rejects))
     return result
 
 

@@ -15,22 +15,22 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from connectors.manifest import check_samples, read_manifest
+from connectors.manifest import check_samples, land_samples, persons_of, read_manifest
 from connectors.vcf import VcfHeader, read_header
+from connectors.vcf_carriers import calls_staging_root
 from connectors.vcf_chunks import Chunk, locate_lines, plan_chunks, read_chunk
 from omicslake import staging
 from omicslake.checksums import sha256_file
 from omicslake.errors import InputError
-from omicslake.ingest import expand_inputs
-from omicslake.persons import to_master
-from omicslake.pseudonym import load_key, person_id
-from omicslake.quarantine import Rejected, quarantine_rows
+from omicslake.ingest import Source, expand_inputs, pending
+from omicslake.quarantine import Rejected, quarantine_row, quarantine_rows
 from omicslake.runs import JobResult, main_for, track_run
 from omicslake.session import parallelism
 from omicslake.settings import Settings
@@ -55,11 +55,6 @@ def quarantine_arrow_schema() -> pa.Schema:
 
 def staging_root(settings: Settings) -> str:
     return f"{settings.lake_root}/_staging/vcf"
-
-
-def calls_staging_root(settings: Settings) -> str:
-    """Non-reference calls found while parsing, waiting for clean_variants to commit them."""
-    return f"{settings.lake_root}/_staging/genotypes"
 
 
 def genotypes_arrow_schema() -> pa.Schema:
@@ -169,19 +164,16 @@ class _CallsWriter:
             self.fs.move(self.tmp, self.final)
 
 
-def _stage_rejects(task: dict, rejected: list, qschema: pa.Schema, now: datetime) -> None:
+def _stage_rejects(task: dict, rejected: list[Rejected], qschema: pa.Schema, now: datetime) -> None:
     unknown = {r.raw for r in rejected if r.line is None}
     lines = locate_lines(task["path"], unknown) if unknown else {}
+    prov = {"center_id": task["center_id"], "source_uri": task["path"], "source_checksum": task["checksum"],
+            "ingest_run_id": task["run_id"]}
     rows = []
     for r in rejected:
         line = r.line if r.line is not None else lines.get(r.raw)
-        rows.append({
-            "center_id": task["center_id"], "source_uri": task["path"],
-            "source_checksum": task["checksum"],
-            "location": f"line {line}" if line else "record " + "\t".join(r.raw.split("\t")[:2]),
-            "line": line, "reason": r.reason, "raw": r.raw, "ingest_run_id": task["run_id"],
-            "quarantined_at": now,
-        })
+        where = f"line {line}" if line else "record " + "\t".join(r.raw.split("\t")[:2])
+        rows.append(quarantine_row(replace(r, location=where, line=line), prov, now))
     staging.write_table(task["staging"], task["checksum"], f"chunk-{task['chunk_id']:05d}.parquet",
                         pa.Table.from_pylist(rows, schema=qschema))
 
@@ -210,12 +202,6 @@ def staged_rejects(settings: Settings, checksum: str) -> pa.Table | None:
     return staging.read(staging_root(settings), checksum)
 
 
-def staged_calls(settings: Settings, checksum: str) -> list[str] | None:
-    """URIs of the staged call files of a source, or None if its parse did not stage them."""
-    root = calls_staging_root(settings)
-    return staging.files(root, checksum) if staging.is_done(root, checksum) else None
-
-
 def clear_staging(settings: Settings, checksum: str, root_uri: str | None = None) -> None:
     staging.clear(root_uri or staging_root(settings), checksum)
 
@@ -230,35 +216,6 @@ def _task_error(path: str, exc: Exception) -> InputError:
     text = str(exc)
     m = re.search(r"InputError: ([^\n]+)", text)
     return InputError(m.group(1) if m else f"{path}: could not be parsed ({text.splitlines()[0][:300]})")
-
-
-def _persons(settings: Settings, rows, center_id: str) -> dict[str, str]:
-    key = load_key(settings)
-    return {r.sample_id: person_id(key, r.assigning_authority or center_id, r.patient_id) for r in rows}
-
-
-def upsert_samples(spark: SparkSession, settings: Settings, manifest_path: str, center_id: str,
-                   checksum: str, default_build: str | None) -> int:
-    key = load_key(settings)
-    now = datetime.now(UTC).replace(tzinfo=None)
-    rows = [
-        {
-            "sample_id": r.sample_id,
-            "person_id": person_id(key, r.assigning_authority or center_id, r.patient_id),
-            "center_id": center_id,
-            "specimen": r.specimen,
-            "assay": r.assay,
-            "build": r.build or default_build,
-            "source_checksum": checksum,
-            "updated_at": now,
-            "source_person_id": person_id(key, r.assigning_authority or center_id, r.patient_id),
-            "assigning_authority": r.assigning_authority or center_id,
-        }
-        for r in read_manifest(manifest_path)
-    ]
-    df = spark.createDataFrame(rows, get_table("silver.samples").spark_schema())
-    merge_new(spark, settings, to_master(spark, settings, df), "silver.samples", update=True)
-    return len(rows)
 
 
 def commit_rejects(spark: SparkSession, settings: Settings, checksum: str) -> int:
@@ -353,6 +310,49 @@ def _json(d: dict) -> str:
     return json.dumps(d)
 
 
+def _manifest_build(manifest: str | None, rows, build: str | None) -> str | None:
+    """The build the manifest names when the header does not (one build per manifest)."""
+    if build is not None or not rows:
+        return build
+    builds = {r.build for r in rows if r.build}
+    if len(builds) > 1:
+        raise InputError(f"manifest {manifest}: samples on different builds {sorted(builds)}; "
+                         "send one manifest per build")
+    return builds.pop() if builds else None
+
+
+def _headers(todo: list[Source], build: str | None, manifest: str | None, manifest_rows,
+             unreadable: list[tuple[Source, Rejected]], failed: list[str]) -> list[tuple[Source, VcfHeader]]:
+    """The header of each pending file; an unreadable one is quarantined, one whose samples the
+    manifest does not match fails the run (the batch's own metadata is wrong)."""
+    out = []
+    for s in todo:
+        try:
+            header = read_header(s.path, build)
+        except InputError as exc:
+            unreadable.append((s, Rejected(str(exc))))
+            continue
+        if manifest_rows is not None:
+            try:
+                check_samples(manifest_rows, header.samples, s.path, manifest)
+            except InputError as exc:
+                failed.append(str(exc))
+                continue
+        out.append((s, header))
+    return out
+
+
+def _quarantine_files(spark: SparkSession, settings: Settings, result: JobResult,
+                      unreadable: list[tuple[Source, Rejected]]) -> None:
+    prov = {"center_id": result.center_id, "ingest_run_id": result.run_id}
+    rows = [quarantine_row(r, {**prov, "source_uri": s.path, "source_checksum": s.checksum})
+            for s, r in unreadable]
+    quarantine_rows(spark, settings, "quarantine.vcf", rows)
+    for s, r in unreadable:
+        result.per_input[s.path] = {"read": 1, "quarantined": 1}
+        result.warnings.append(f"quarantined whole file: {r.reason}")
+
+
 def run(spark: SparkSession, settings: Settings, paths: list[str], center_id: str,
         manifest: str | None = None, build: str | None = None) -> JobResult:
     """Ingest VCF/BCF files of one center; returns counts (read = accepted + quarantined)."""
@@ -362,62 +362,40 @@ def run(spark: SparkSession, settings: Settings, paths: list[str], center_id: st
     params = {"paths": files, "center_id": center_id, "manifest": manifest, "build": build}
     with track_run(spark, settings, JOB, params, center_id) as result:
         manifest_rows = read_manifest(manifest) if manifest else None
-        if build is None and manifest_rows:  # the manifest names the build when the header does not
-            builds = {r.build for r in manifest_rows if r.build}
-            if len(builds) > 1:
-                raise InputError(f"manifest {manifest}: samples on different builds {sorted(builds)}; "
-                                 "send one manifest per build")
-            build = builds.pop() if builds else None
-        checksums = {f: sha256_file(f) for f in files}
-        result.inputs, result.checksums = files, list(checksums.values())
+        build = _manifest_build(manifest, manifest_rows, build)
+        todo = pending(spark, settings, result, files, ("bronze.vcf_variants", "quarantine.vcf"))
         in_bronze = landed_checksums(spark, settings, "bronze.vcf_variants", result.checksums)
-        landed = in_bronze | landed_checksums(spark, settings, "quarantine.vcf", result.checksums)
-        todo: list[tuple[str, VcfHeader]] = []
+        for f, checksum in zip(files, result.checksums, strict=True):
+            if f in result.skipped_inputs:
+                finish_landed(spark, settings, f, checksum, build, center_id, result.run_id,
+                              checksum in in_bronze)
+        unreadable: list[tuple[Source, Rejected]] = []
         failed: list[str] = []
-        unreadable: list[Rejected] = []
-        for f in files:
-            if checksums[f] in landed:
-                finish_landed(spark, settings, f, checksums[f], build, center_id, result.run_id,
-                              checksums[f] in in_bronze)
-                result.skipped_inputs.append(f)
-                continue
+        headers = _headers(todo, build, manifest, manifest_rows, unreadable, failed)
+        if manifest and (headers or not failed):
+            result.details["samples"] = land_samples(spark, settings, manifest, center_id,
+                                                     sha256_file(manifest), build)
+        persons = persons_of(settings, manifest_rows, center_id) if manifest_rows else {}
+        for s, header in headers:
             try:
-                header = read_header(f, build)
+                ingest_file(spark, settings, result, s.path, s.checksum, header, center_id,
+                            [persons.get(x) for x in header.samples] if persons else None)
             except InputError as exc:
-                unreadable.append(Rejected(f, checksums[f], "file", str(exc)))
-                continue
-            if manifest_rows is not None:
-                try:
-                    check_samples(manifest_rows, header.samples, f, manifest)
-                except InputError as exc:  # the batch's own metadata is wrong: fix it and re-send
-                    failed.append(str(exc))
-                    continue
-            todo.append((f, header))
-        if manifest and (todo or not failed):
-            result.details["samples"] = upsert_samples(
-                spark, settings, manifest, center_id, sha256_file(manifest), build
-            )
-        persons_of = _persons(settings, manifest_rows, center_id) if manifest_rows else {}
-        for f, header in todo:
-            persons = [persons_of.get(x) for x in header.samples] if persons_of else None
-            try:
-                ingest_file(spark, settings, result, f, checksums[f], header, center_id, persons)
-            except InputError as exc:
-                unreadable.append(Rejected(f, checksums[f], "file", str(exc)))
-        quarantine_rows(spark, settings, "quarantine.vcf", center_id, result.run_id, unreadable)
-        for r in unreadable:
-            result.per_input[r.source_uri] = {"read": 1, "quarantined": 1}
-            result.warnings.append(f"quarantined whole file: {r.reason}")
-        run_filter = F.col("ingest_run_id") == result.run_id
-        if todo or unreadable:
-            result.rows_accepted = count_rows(spark, settings, "bronze.vcf_variants", run_filter)
-            result.rows_quarantined = count_rows(spark, settings, "quarantine.vcf", run_filter)
-        result.rows_read = result.rows_accepted + result.rows_quarantined
-        result.rows_written = result.rows_accepted + result.rows_quarantined
-        result.details["files"] = len(todo) - len(unreadable) - len(failed)
+                unreadable.append((s, Rejected(str(exc))))
+        _quarantine_files(spark, settings, result, unreadable)
+        _count(spark, settings, result, bool(headers or unreadable))
+        result.details["files"] = len(headers) - len(unreadable) - len(failed)
         if failed:
             raise InputError("; ".join(failed))
     return result
+
+
+def _count(spark: SparkSession, settings: Settings, result: JobResult, wrote: bool) -> None:
+    run_filter = F.col("ingest_run_id") == result.run_id
+    if wrote:
+        result.rows_accepted = count_rows(spark, settings, "bronze.vcf_variants", run_filter)
+        result.rows_quarantined = count_rows(spark, settings, "quarantine.vcf", run_filter)
+    result.rows_read = result.rows_written = result.rows_accepted + result.rows_quarantined
 
 
 def _args(p) -> None:

@@ -1,61 +1,79 @@
-"""The shared quarantine writer: rejected records keep reason, location and raw text."""
+"""The one quarantine path: a ``Rejected`` record, one row builder, one writer.
+
+Every quarantine table has the same contract (``schemas.contract.QUARANTINE_COLUMNS``), so a
+rejection found on the driver (a whole bad file) and one found in a task (a bad line) become
+rows the same way.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from pyspark.sql import DataFrame, SparkSession
+import pyarrow as pa
+from pyspark.sql import SparkSession
 
 from omicslake.settings import Settings
 from omicslake.writes import append, landed_checksums
 from schemas import get_table
 
+__all__ = ["Rejected", "quarantine_row", "quarantine_rows", "reject_lines", "stage_rejects"]
+
 
 @dataclass(frozen=True)
 class Rejected:
-    """One rejected record found on the driver (a bad manifest row, a whole bad file)."""
+    """One record that could not be accepted: why, where in its source, and its raw text.
 
-    source_uri: str
-    source_checksum: str
-    location: str
+    Example:
+        >>> Rejected("no control id", "offset 0", raw="MSH|^~\\\\&|").location
+        'offset 0'
+    """
+
     reason: str
+    location: str = "file"
     raw: str | None = None
     line: int | None = None
 
 
-def quarantine_rows(
-    spark: SparkSession, settings: Settings, table: str, center_id: str, run_id: str,
-    rejected: list[Rejected],
-) -> int:
-    """Write driver-side rejections; a source checksum already quarantined is not repeated."""
-    if not rejected:
+def quarantine_row(rejected: Rejected, provenance: dict, at: datetime | None = None) -> dict:
+    """The quarantine-contract row of one rejection.
+
+    Args:
+        rejected: what was rejected and why.
+        provenance: ``center_id``, ``source_uri``, ``source_checksum`` and ``ingest_run_id``.
+        at: when; now by default.
+    Returns:
+        A dict with exactly the quarantine contract's columns.
+    """
+    return {
+        "center_id": provenance["center_id"], "source_uri": provenance["source_uri"],
+        "source_checksum": provenance["source_checksum"], "location": rejected.location,
+        "line": rejected.line, "reason": rejected.reason, "raw": rejected.raw,
+        "ingest_run_id": provenance["ingest_run_id"],
+        "quarantined_at": (at or datetime.now(UTC)).replace(tzinfo=None),
+    }
+
+
+def stage_rejects(out, table: str, provenance: dict, rejected: list[Rejected]) -> None:
+    """Stage a task's rejections (``out`` is a ``staging.writers``) for the driver to commit."""
+    now = datetime.now(UTC)
+    out.write(table, get_table(table).arrow_schema(), [quarantine_row(r, provenance, now) for r in rejected])
+
+
+def quarantine_rows(spark: SparkSession, settings: Settings, table: str, rows) -> int:
+    """Append quarantine rows (an Arrow table or a list of ``quarantine_row`` dicts).
+
+    A source checksum already in the table is not quarantined again, so a file that keeps
+    failing on every run (a BAM without its index) leaves its rows once.
+    """
+    rows = rows.to_pylist() if isinstance(rows, pa.Table) else list(rows)
+    if not rows:
         return 0
-    done = landed_checksums(spark, settings, table, sorted({r.source_checksum for r in rejected}))
-    now = datetime.now(UTC).replace(tzinfo=None)
-    rows = [
-        {
-            "center_id": center_id,
-            "source_uri": r.source_uri,
-            "source_checksum": r.source_checksum,
-            "location": r.location,
-            "line": r.line,
-            "reason": r.reason,
-            "raw": r.raw,
-            "ingest_run_id": run_id,
-            "quarantined_at": now,
-        }
-        for r in rejected
-        if r.source_checksum not in done
-    ]
-    if rows:
-        append(spark.createDataFrame(rows, get_table(table).spark_schema()), settings, table)
-    return len(rejected)
-
-
-def quarantine_df(settings: Settings, table: str, df: DataFrame) -> None:
-    """Write rejections computed by the engine (already shaped like the quarantine contract)."""
-    append(df, settings, table)
+    done = landed_checksums(spark, settings, table, sorted({r["source_checksum"] for r in rows}))
+    fresh = [r for r in rows if r["source_checksum"] not in done]
+    if fresh:
+        append(spark.createDataFrame(fresh, get_table(table).spark_schema()), settings, table)
+    return len(rows)
 
 
 def reject_lines(rejects, limit: int = 20) -> list[str]:

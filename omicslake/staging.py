@@ -9,6 +9,7 @@ same code work on a folder, S3 or HDFS.
 from __future__ import annotations
 
 import uuid
+from contextlib import contextmanager
 from urllib.parse import urlparse
 
 import pyarrow as pa
@@ -50,6 +51,47 @@ def write_table(root_uri: str, key: str, name: str, table: pa.Table) -> None:
     tmp = f"{target}/.{name}.{uuid.uuid4().hex[:8]}.tmp"  # a re-run of the same task may overlap
     pq.write_table(table, tmp, filesystem=fs)
     fs.move(tmp, f"{target}/{name}")
+
+
+class _Writers:
+    """Parquet writers of one task, one file per table, appended to as rows come in."""
+
+    def __init__(self, root_uri: str, key: str, name: str):
+        self.fs, self.root = filesystem(root_uri)
+        self.key, self.name = key, name
+        self.open: dict[str, tuple[pq.ParquetWriter, str, str]] = {}
+
+    def write(self, table: str, schema: pa.Schema, rows: list[dict]) -> None:
+        if table not in self.open:
+            target = f"{self.root}/{self.key}/{table}"
+            self.fs.create_dir(target, recursive=True)
+            tmp = f"{target}/.{self.name}.{uuid.uuid4().hex[:8]}.tmp"
+            self.open[table] = (pq.ParquetWriter(tmp, schema, filesystem=self.fs), tmp, target)
+        self.open[table][0].write_table(pa.Table.from_pylist(rows, schema=schema))
+
+    def publish(self) -> None:
+        for writer, tmp, target in self.open.values():
+            writer.close()
+            self.fs.move(tmp, f"{target}/{self.name}.parquet")
+
+    def discard(self) -> None:
+        for writer, tmp, _ in self.open.values():
+            writer.close()
+            self.fs.delete_file(tmp)
+
+
+@contextmanager
+def writers(root_uri: str, key: str, name: str):
+    """Stage rows of several tables from one task under ``key/<table>/<name>.parquet``, each
+    published by rename when the block ends, so a retried task replaces its own files and a
+    failed one leaves none."""
+    out = _Writers(root_uri, key, name)
+    try:
+        yield out
+    except BaseException:
+        out.discard()
+        raise
+    out.publish()
 
 
 def _published(root_uri: str, key: str) -> list:

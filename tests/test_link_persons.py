@@ -214,8 +214,8 @@ class State:
 
 
 def _ingest(spark, settings, feeds: dict, checksum: str) -> None:
+    from connectors.manifest import land_samples
     from jobs import build_clinical, ingest_dicom, ingest_fhir, ingest_hl7
-    from jobs.ingest_vcf import upsert_samples
 
     runs = [ingest_hl7.run(spark, settings, [str(p) for p in feeds[c]], c).run_id
             for c in (pp.COUNTY, pp.CITY) if c in feeds]
@@ -226,7 +226,7 @@ def _ingest(spark, settings, feeds: dict, checksum: str) -> None:
     if "DICOM" in feeds:
         ingest_dicom.run(spark, settings, [str(p) for p in feeds["DICOM"]], pp.CITY)
     if pp.SEQ in feeds:
-        upsert_samples(spark, settings, str(feeds[pp.SEQ][0]), pp.SEQ, checksum, "GRCh38")
+        land_samples(spark, settings, str(feeds[pp.SEQ][0]), pp.SEQ, checksum, "GRCh38")
 
 
 def _snapshot(state_tables) -> dict:

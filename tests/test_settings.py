@@ -56,13 +56,14 @@ def test_hdfs_root_is_accepted_and_every_location_follows_it(tmp_path):
     """Tables, staging and curated DICOM live under the HDFS root; state (landing) stays local."""
     from jobs import ingest_dicom, ingest_fhir, ingest_hl7, ingest_vcf
     from omicslake.catalog import path_ref, table_uri
+    from omicslake.ingest import staging_root
 
     s = load_settings({"OMICSLAKE_HOME": HDFS + "/", "OMICSLAKE_STATE_DIR": str(tmp_path)})
     assert s.home == HDFS and s.lake_root == f"{HDFS}/lake" and not s.is_local_storage
     assert table_uri(s, "silver.variants") == f"{HDFS}/lake/silver/variants"
     assert path_ref(s, "bronze.dicom_instances") == f"delta.`{HDFS}/lake/bronze/dicom_instances`"
     assert ingest_vcf.staging_root(s) == f"{HDFS}/lake/_staging/vcf"
-    assert ingest_hl7.staging_root(s) == f"{HDFS}/lake/_staging/hl7"
+    assert staging_root(s, ingest_hl7.FEED.name) == f"{HDFS}/lake/_staging/hl7"
     assert ingest_fhir.staging_root(s) == f"{HDFS}/lake/_staging/fhir"
     assert ingest_dicom.curated_root(s) == f"{HDFS}/lake/curated/dicom"
     assert s.storage_options() == {}  # delta-rs takes the namenode from the URI
