@@ -36,8 +36,10 @@ demo: install  ## run the whole pipeline on generated data for a four-tier netwo
 
 test: install lint test-local test-classic  ## ruff + all tests on Sail, then the transform matrix on JVM Spark
 
-lint:
+lint:  ## ruff, the layering contracts (import-linter) and the dead-code check (vulture); both configured in pyproject.toml
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-logo
+	$(BIN)/vulture
 
 test-local:
 	$(BIN)/pytest -q

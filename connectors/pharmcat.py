@@ -16,6 +16,7 @@ from pathlib import Path
 from omicslake.errors import InputError
 
 PHARMCAT_DIR = Path(__file__).resolve().parent.parent / "reference" / "pharmcat"
+CPIC_DIR = PHARMCAT_DIR.parent / "cpic"  # CPIC guidance and drugs.csv, read by call_pgx and build_kg
 GENES = ("CYP2B6", "CYP2C19", "CYP2C9", "CYP3A5", "DPYD", "NUDT15", "SLCO1B1", "TPMT", "UGT1A1", "VKORC1")
 
 

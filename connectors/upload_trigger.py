@@ -22,9 +22,9 @@ from typing import Any
 
 import httpx
 
+from connectors.airflow_api import AirflowClient, AirflowError
 from connectors.bam import find_index
 from connectors.uploads import Receipt, UploadStore
-from omicslake.airflow_local import AirflowClient, AirflowError
 
 log = logging.getLogger(__name__)
 

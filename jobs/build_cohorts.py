@@ -20,7 +20,7 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs import cohort_events as ev
+from omicslake import cohort_events as ev
 from omicslake import staging
 from omicslake.catalog import ensure_tables, path_ref, read_table, table_uri
 from omicslake.cohort_definitions import (
@@ -269,7 +269,7 @@ def write_members(
 
 
 def write_features(spark: SparkSession, settings: Settings, definition: CohortDefinition) -> int:
-    from jobs.cohort_features import features
+    from omicslake.cohort_features import features
 
     contract = cohort_features(definition.name)
     ensure_tables(spark, settings, (contract,))

@@ -34,7 +34,7 @@ from omicslake.writes import merge_new, sync_rows, upsert_rows
 from schemas import get_table
 
 JOB = "call_pgx"
-GUIDANCE_DIR = pharmcat.PHARMCAT_DIR.parent / "cpic"
+GUIDANCE_DIR = pharmcat.CPIC_DIR
 SOURCES = "ops.reference_sources"
 CALL = "struct<pos:bigint,a1:string,a2:string,phased:boolean,sample_id:string,center_id:string>"
 

@@ -2,6 +2,16 @@
 
 ``omicslake.connect("sc://host:port")`` gives a bioinformatician a Spark session on a running
 ``omicslake serve`` (or any Spark Connect endpoint) with every ``layer.table`` name registered.
+
+The package holds three kinds of module (import-linter contracts in pyproject.toml):
+
+- the core, listed in ``__all__``: settings, the Spark session, the catalog, writes, staging,
+  runs, the ingest skeleton, quarantine, pseudonyms and identifiers, centers and access, audit,
+  credentials, the SQL gateway. Every other layer may use it; it imports only ``schemas``.
+- domain modules beside the connectors (cohort definitions, events and reads, person linkage,
+  PGx and knowledge-graph reads, demo data): jobs and entry points use them.
+- the entry points: the CLI (``cli``), the pipelines (``pipelines``), the Airflow support
+  (``airflow_support``, ``airflow_local``) and the demo; only they import jobs.
 """
 
 from __future__ import annotations
@@ -33,4 +43,11 @@ def connect(url: str, home: str | None = None):
     return spark
 
 
-__all__ = ["connect", "__version__"]
+# the core: what every other layer may use
+CORE = (
+    "audit", "catalog", "checksums", "console", "credentials", "delta_ops", "errors", "identifiers",
+    "ingest", "net", "persons", "pseudonym", "quarantine", "runs", "session", "settings",
+    "sql_gateway", "staging", "tiers", "writes",
+)
+
+__all__ = ["connect", "__version__", *CORE]

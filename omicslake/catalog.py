@@ -12,7 +12,7 @@ import logging
 from pyspark.sql import DataFrame, SparkSession
 
 from omicslake.settings import Settings
-from schemas import ALL_TABLES, Table, cohort_features, get_table
+from schemas import ALL_TABLES, COHORT_NAME, Table, cohort_features, get_table
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +85,7 @@ def apply_table_properties(settings: Settings, table: Table) -> None:
 def lake_tables(settings: Settings) -> tuple[Table, ...]:
     """Every table of the lake: the fixed contracts and one features table per cohort
     definition in ``settings.cohorts_dir`` (named by its file, which must match its name)."""
-    from omicslake.cohort_definitions import NAME
-
-    names = sorted(p.stem for p in settings.cohorts_dir.glob("*.yaml") if NAME.match(p.stem))
+    names = sorted(p.stem for p in settings.cohorts_dir.glob("*.yaml") if COHORT_NAME.match(p.stem))
     return ALL_TABLES + tuple(cohort_features(n) for n in names)
 
 

@@ -18,8 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from omicslake.errors import OmicslakeError
 from omicslake.settings import SHIPPED_COHORTS
+from schemas import COHORT_NAME
 
-NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+NAME = COHORT_NAME  # it names gold.cohort_<name>_features (schemas)
 ICD10 = re.compile(r"^[A-Z][0-9]{2}(\.?[0-9A-Z]{1,4})?$")
 LOINC = re.compile(r"^[0-9]{1,7}-[0-9]$")
 ATC = re.compile(r"^[A-Z]([0-9]{2}([A-Z]([A-Z]([0-9]{2})?)?)?)?$")

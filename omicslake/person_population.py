@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 
-from connectors.person_features import resident_id_check_digit
+from omicslake.identifiers import resident_id_check_digit
 
 FAMILY = ("王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙", "马", "朱", "胡", "郭",
           "何", "高", "林", "罗", "郑", "梁", "谢", "宋", "唐", "许", "韩", "冯", "邓", "曹", "彭", "曾",
@@ -64,7 +64,6 @@ class Person:
     phone: str
     address: tuple[str, str, str, str]  # province, city, district, street
     postal: str
-    twin_of: int | None = None
 
 
 @dataclass(frozen=True)
@@ -165,8 +164,7 @@ def make_twin(rng: random.Random, p: Person, index: int) -> Person:
     sex = rng.choice("MF")
     region = p.national_id[:6]
     given = _given(rng, avoid=p.given + "".join(g for grp in HOMOPHONES if p.given[-1] in grp for g in grp))
-    return replace(p, index=index, given=given, sex=sex, national_id=resident_id(rng, region, p.birth, sex),
-                   twin_of=p.index)
+    return replace(p, index=index, given=given, sex=sex, national_id=resident_id(rng, region, p.birth, sex))
 
 
 # --- how each center records a person ------------------------------------------------------
@@ -346,7 +344,7 @@ def generate(n_persons: int, seed: int = 7, twin_rate: float = 0.03, duplicate_r
 
 
 def _valid(value: str) -> bool:
-    from connectors.person_features import parse_resident_id
+    from omicslake.identifiers import parse_resident_id
 
     return parse_resident_id(value) is not None
 

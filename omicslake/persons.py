@@ -30,7 +30,7 @@ def to_master(spark: SparkSession, settings: Settings, df: DataFrame, column: st
 def xref_keys(key: bytes, authority: str, identifier: str, id_type: str | None = None) -> dict:
     """The keyed forms an identifier is found by: in its own system, and, for a resident ID
     (``id_type`` NNCHN, or NI, the default, from a Chinese or configured authority), as one."""
-    from connectors.person_features import identifier_keys
+    from omicslake.identifiers import identifier_keys
 
     return identifier_keys(key, authority, id_type or "NI", identifier)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from jobs import cohort_events as ev
+from omicslake import cohort_events as ev
 from omicslake.catalog import read_table
 from omicslake.cohort_definitions import CohortDefinition
 from omicslake.settings import Settings
