@@ -38,7 +38,6 @@ SYSTEM_NAMES = {
 }
 _RANGE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(?:-|–|\.\.|~|to)\s*(-?\d+(?:\.\d+)?)\s*$")
 _BOUND = re.compile(r"^\s*(<=|>=|<|>|≤|≥)\s*(-?\d+(?:\.\d+)?)\s*$")
-ABNORMAL = {"L", "H", "LL", "HH", "<", ">", "A", "AA", "LU", "HU", "POS", "W", "R", "I", "S"}
 
 
 class Unmappable(ValueError):

@@ -59,7 +59,6 @@ def land(folder: Path, payload: bytes, control_id: str | None, suffix: str = ".h
 class Stats:
     accepted: int = 0
     rejected: int = 0
-    connections: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -117,7 +116,6 @@ class MllpServer:
         return frame(ack(text, "AA", control_id=cid))
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.stats.connections += 1
         peer = writer.get_extra_info("peername")
         try:
             while True:

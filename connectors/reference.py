@@ -7,8 +7,6 @@ both alleles keep at least one. Symbolic and ``*`` alleles pass through untouche
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 
 class Reference:
     def __init__(self, path: str):
@@ -58,7 +56,3 @@ def left_align(ref_seq: Reference, contig: str, pos: int, ref: str,
         ref, alt, pos = ref[1:], alt[1:], pos + 1
     return pos, ref, alt, None
 
-
-@lru_cache(maxsize=4)
-def open_reference(path: str) -> Reference:
-    return Reference(path)

@@ -167,9 +167,6 @@ class DemoPopulation:
     def centers_of(self, person: int) -> list[str]:
         return [c for c in (pp.COUNTY, pp.CITY, pp.PROVINCE) if (person, c) in self.homes]
 
-    def carrier_sites(self, person: int) -> list[Site]:
-        return [s for s in SITES if person in self.carriers.get(s.name, [])]
-
     def diplotype(self, person: int, gene: str) -> Diplo:
         return self.pgx.get(gene, {}).get(person, NORMAL[gene])
 

@@ -41,7 +41,6 @@ STRING_FEATURES = ("family_name_key", "given_name_key", "family_pinyin_key", "gi
 CLK_FEATURES = ("family_clk", "given_clk", "name_clk", "name_char_clk", "address_clk")
 LIST_FEATURES = ("phone_keys",)
 BACKENDS = ("duckdb", "spark")
-CLK_WORDS = CLK_BITS // 64  # a CLK on Spark: array<bigint> of 64-bit words
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ def small_files_lake(fresh_lake):
     return spark, settings
 
 
-def test_compaction_keeps_every_row_and_a_forced_vacuum_removes_old_files(small_files_lake, capsys):
+def test_compaction_keeps_every_row_and_a_forced_vacuum_removes_old_files(small_files_lake):
     spark, settings = small_files_lake
     ad = DeltaRsAdapter(settings)
     before = {t: ad.info(t) for t in ("silver.genotypes", "ops.centers")}

@@ -12,8 +12,6 @@ from schemas import get_table
 
 pytestmark = pytest.mark.engine_matrix
 
-BRONZE = [c for c in get_table("bronze.vcf_variants").columns]
-
 
 def _bronze_df(spark, path):
     h = read_header(str(path))
