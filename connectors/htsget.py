@@ -293,36 +293,40 @@ def _data_uri(data: bytes) -> str:
     return "data:application/octet-stream;base64," + base64.b64encode(data).decode()
 
 
-# --- the router --------------------------------------------------------------------------------
+# --- the service ---------------------------------------------------------------------------------
 
 
-def htsget_router(engine: Engine, settings: Settings, block_bytes: int | None = None) -> APIRouter:
-    """The htsget routes, sharing the API's engine (token checks, lookups, audit)."""
-    limit = block_bytes or int(os.environ.get("OMICSLAKE_HTSGET_BLOCK_BYTES", 512 * 2**20))
-    router = APIRouter(prefix="/htsget", tags=["htsget"])
-    objects = TtlCache(CACHE_S)
+class HtsgetService:
+    """What the htsget routes do, sharing the API's engine (token checks, lookups, audit): a
+    ticket for an object, and one data block of a ticket. Every answer and refusal is audited."""
 
-    def authenticate(request: Request, authorization: str | None) -> Principal:
+    def __init__(self, engine: Engine, settings: Settings, block_bytes: int | None = None):
+        self.engine, self.settings = engine, settings
+        self.limit = block_bytes or int(os.environ.get("OMICSLAKE_HTSGET_BLOCK_BYTES", 512 * 2**20))
+        self.objects = TtlCache(CACHE_S)
+
+    def authenticate(self, request: Request, authorization: str | None) -> Principal:
         try:
-            return engine.login(request, authorization)
+            return self.engine.login(request, authorization)
         except AuthError:
             raise HtsgetError("InvalidAuthentication", "invalid or missing bearer token") from None
 
-    def lookup(kind: str, object_id: str) -> list[HtsObject]:
-        found = objects.get((kind, object_id))
+    def lookup(self, kind: str, object_id: str) -> list[HtsObject]:
+        found = self.objects.get((kind, object_id))
         if found is None:
-            found = engine.call(find_objects, kind, object_id) if SHA256.match(object_id) else []
+            found = self.engine.call(find_objects, kind, object_id) if SHA256.match(object_id) else []
             if found:  # a miss is not kept: a file ingested a moment ago is found at once
-                objects.put((kind, object_id), found)
+                self.objects.put((kind, object_id), found)
         return found
 
-    def visible(who: Principal, kind: str, object_id: str) -> HtsObject:
-        found = lookup(kind, object_id)
+    def visible(self, who: Principal, kind: str, object_id: str) -> HtsObject:
+        """The object as ``who`` may read it: of a center in its subtree, and not to uploaders."""
+        found = self.lookup(kind, object_id)
         if not found:
             raise HtsgetError("NotFound", f"no {kind} object {object_id!r}; ids are the sha256 of an "
                                           "ingested file (its source_checksum)")
         try:
-            mine = registry(settings).visible_centers(who.center_id)
+            mine = registry(self.settings).visible_centers(who.center_id)
         except RegistryError:  # the center left the registry while its token was cached
             raise HtsgetError("PermissionDenied", f"{who}: center not in the registry") from None
         ok = [o for o in found if o.center_id in mine]
@@ -333,52 +337,128 @@ def htsget_router(engine: Engine, settings: Settings, block_bytes: int | None = 
                                                   "token")
         return ok[0]
 
-    def refused(request: Request, who: Principal | None, object_id: str, exc: HtsgetError,
+    def refused(self, request: Request, who: Principal | None, object_id: str, exc: HtsgetError,
                 details: dict, obj: HtsObject | None) -> JSONResponse:
         if who is not None:  # a failed login is audited as such
-            engine.audit.add("htsget", object_id, {**details, "reason": exc.message, "error": exc.error},
-                             center_id=obj.center_id if obj else who.center_id, principal=str(who),
-                             outcome="refused", client=client_address(request))
+            self.engine.audit.add("htsget", object_id, {**details, "reason": exc.message, "error": exc.error},
+                                  center_id=obj.center_id if obj else who.center_id, principal=str(who),
+                                  outcome="refused", client=client_address(request))
         return exc.response()
 
-    def ticket(kind: str, object_id: str, request: Request, authorization: str | None) -> Response:
+    def audited(self, request: Request, who: Principal, obj: HtsObject, details: dict) -> None:
+        self.engine.audit.add("htsget", obj.id, details, center_id=obj.center_id, principal=str(who),
+                              client=client_address(request))
+
+    # --- tickets ---
+
+    def ticket(self, kind: str, object_id: str, request: Request, authorization: str | None) -> Response:
+        """The ticket for ``object_id`` (the query parameters are read from the request)."""
         who = obj = None
         details: dict = {"request": "ticket", "kind": kind}
         try:
-            who = authenticate(request, authorization)
+            who = self.authenticate(request, authorization)
             req = parse_request(kind, request.query_params)
             details.update(format=req.format, region=req.describe(), header_only=req.header_only)
-            obj = visible(who, kind, object_id)
-            stored = "VCF" if obj.format == "PLAIN" else obj.format
-            if req.format not in (None, stored):
-                raise HtsgetError("UnsupportedFormat", f"object {object_id} is stored as {stored}; this "
-                                                       f"server does not convert it to {req.format}")
-            details["format"] = stored
+            obj = self.visible(who, kind, object_id)
+            details["format"] = _stored_format(obj, req)
             layout = layout_of(obj)
-            body: list[tuple[int, int]] = []
-            if not req.header_only:
-                reference = req.reference
-                if reference not in (None, "*"):
-                    reference = layout.resolve(reference)
-                    if reference is None:
-                        raise HtsgetError("NotFound",
-                                          f"reference {req.reference!r} is not in object {object_id}")
-                body = split(layout.body(reference, req.start, req.end), layout.block_starts(), limit,
-                             layout.shift)
+            body = [] if req.header_only else self.body_blocks(layout, req, object_id)
         except HtsgetError as exc:
-            return refused(request, who, object_id, exc, details, obj)
-        base = str(request.url_for("htsget_data", kind=kind, object_id=object_id))
-        auth = {"Authorization": request.headers["authorization"]}
-
-        def url(cls: str, start: int, end: int) -> dict:
-            return {"url": f"{base}?{urlencode({'class': cls, 'start': start, 'end': end})}",
-                    "headers": auth, "class": cls}
-
-        urls = [url("header", 0, layout.header_end), *(url("body", u, v) for u, v in body)]
-        urls.append({"url": _data_uri(layout.eof), "class": "body"})
-        engine.audit.add("htsget", object_id, {**details, "urls": len(urls)}, center_id=obj.center_id,
-                         principal=str(who), client=client_address(request))
+            return self.refused(request, who, object_id, exc, details, obj)
+        urls = _ticket_urls(request, kind, object_id, layout, body)
+        self.audited(request, who, obj, {**details, "urls": len(urls)})
         return JSONResponse({"htsget": {"format": obj.format, "urls": urls}}, media_type=TICKET_TYPE)
+
+    def body_blocks(self, layout: Layout, req: TicketRequest, object_id: str) -> list[tuple[int, int]]:
+        """The (start, end) offsets of the body blocks of the requested region, each at most
+        ``limit`` bytes of the file where the index offers a cut."""
+        reference = req.reference
+        if reference not in (None, "*"):
+            reference = layout.resolve(reference)
+            if reference is None:
+                raise HtsgetError("NotFound", f"reference {req.reference!r} is not in object {object_id}")
+        return split(layout.body(reference, req.start, req.end), layout.block_starts(), self.limit,
+                     layout.shift)
+
+    # --- data blocks ---
+
+    def data(self, kind: str, object_id: str, request: Request, authorization: str | None,
+             cls: str | None, start: str | None, end: str | None) -> Response:
+        """One data block of a ticket, streamed from the file."""
+        who = obj = None
+        details: dict = {"request": "data", "kind": kind, "class": cls, "start": start, "end": end}
+        try:
+            who = self.authenticate(request, authorization)
+            begin, stop = _data_range(kind, cls, request.query_params)
+            obj = self.visible(who, kind, object_id)
+            piece = _slice(obj, begin, stop)
+        except HtsgetError as exc:
+            return self.refused(request, who, object_id, exc, details, obj)
+        self.audited(request, who, obj, {**details, "bytes": piece.size})
+        return StreamingResponse(piece.stream(), media_type="application/octet-stream",
+                                 headers={"Content-Length": str(piece.size), "Cache-Control": "no-store"})
+
+
+def _stored_format(obj: HtsObject, req: TicketRequest) -> str:
+    """The object's format; asking for another is ``UnsupportedFormat`` (nothing is transcoded)."""
+    stored = "VCF" if obj.format == "PLAIN" else obj.format
+    if req.format not in (None, stored):
+        raise HtsgetError("UnsupportedFormat", f"object {obj.id} is stored as {stored}; this "
+                                               f"server does not convert it to {req.format}")
+    return stored
+
+
+def _ticket_urls(request: Request, kind: str, object_id: str, layout: Layout,
+                 body: list[tuple[int, int]]) -> list[dict]:
+    """The header block, the body blocks (back at this API, with the caller's Authorization
+    header) and the EOF marker inline."""
+    base = str(request.url_for("htsget_data", kind=kind, object_id=object_id))
+    auth = {"Authorization": request.headers["authorization"]}
+
+    def url(cls: str, start: int, end: int) -> dict:
+        return {"url": f"{base}?{urlencode({'class': cls, 'start': start, 'end': end})}",
+                "headers": auth, "class": cls}
+
+    urls = [url("header", 0, layout.header_end), *(url("body", u, v) for u, v in body)]
+    urls.append({"url": _data_uri(layout.eof), "class": "body"})
+    return urls
+
+
+def _data_range(kind: str, cls: str | None, q) -> tuple[int, int]:
+    """The checked (start, end) of a data block request."""
+    if kind not in FORMATS:
+        raise HtsgetError("NotFound", f"no data kind {kind!r}")
+    if cls not in ("header", "body"):
+        raise HtsgetError("InvalidInput", "class must be header or body")
+    begin, stop = _position(q, "start"), _position(q, "end")
+    if begin is None or stop is None:
+        raise HtsgetError("InvalidInput", "start and end are required")
+    if begin > stop:
+        raise HtsgetError("InvalidRange", f"start {begin} is after end {stop}")
+    return begin, stop
+
+
+def _slice(obj: HtsObject, begin: int, stop: int):
+    """The bytes of ``obj`` between two offsets (virtual for BGZF, plain for CRAM)."""
+    if not os.path.isfile(obj.path):
+        raise HtsgetError("NotFound", f"object {obj.id}: the file it was ingested from is gone")
+    try:
+        if obj.format == "CRAM":
+            return byte_slice(obj.path, begin, stop)
+        return bgzf_slice(obj.path, begin, stop)
+    except SliceError as exc:
+        raise HtsgetError("InvalidRange", f"object {obj.id}: {exc}") from None
+
+
+# --- the router --------------------------------------------------------------------------------
+
+
+def htsget_router(engine: Engine, settings: Settings, block_bytes: int | None = None) -> APIRouter:
+    """The htsget routes, sharing the API's engine (token checks, lookups, audit). The ticket
+    routes declare the htsget query parameters for the OpenAPI document; the service reads and
+    checks them from the request."""
+    service = HtsgetService(engine, settings, block_bytes)
+    router = APIRouter(prefix="/htsget", tags=["htsget"])
 
     @router.get("/reads/service-info", summary="htsget service-info (reads)")
     def reads_info(request: Request) -> dict:
@@ -394,7 +474,7 @@ def htsget_router(engine: Engine, settings: Settings, block_bytes: int | None = 
               format: str | None = Query(None), referenceName: str | None = Query(None),
               start: str | None = Query(None), end: str | None = Query(None),
               cls: str | None = Query(None, alias="class")) -> Response:
-        return ticket("reads", object_id, request, authorization)
+        return service.ticket("reads", object_id, request, authorization)
 
     @router.get("/variants/{object_id}", summary="htsget ticket for an ingested VCF/BCF (id = its sha256)",
                 response_model=None)
@@ -402,40 +482,14 @@ def htsget_router(engine: Engine, settings: Settings, block_bytes: int | None = 
                  format: str | None = Query(None), referenceName: str | None = Query(None),
                  start: str | None = Query(None), end: str | None = Query(None),
                  cls: str | None = Query(None, alias="class")) -> Response:
-        return ticket("variants", object_id, request, authorization)
+        return service.ticket("variants", object_id, request, authorization)
 
     @router.get("/data/{kind}/{object_id}", name="htsget_data", response_model=None,
                 summary="one data block of a ticket (virtual offsets for BGZF files, bytes for CRAM)")
     def data(kind: str, object_id: str, request: Request, authorization: str | None = Header(None),
              start: str | None = Query(None), end: str | None = Query(None),
              cls: str | None = Query(None, alias="class")) -> Response:
-        who = obj = None
-        details: dict = {"request": "data", "kind": kind, "class": cls, "start": start, "end": end}
-        try:
-            who = authenticate(request, authorization)
-            if kind not in FORMATS:
-                raise HtsgetError("NotFound", f"no data kind {kind!r}")
-            if cls not in ("header", "body"):
-                raise HtsgetError("InvalidInput", "class must be header or body")
-            begin, stop = _position(request.query_params, "start"), _position(request.query_params, "end")
-            if begin is None or stop is None:
-                raise HtsgetError("InvalidInput", "start and end are required")
-            if begin > stop:
-                raise HtsgetError("InvalidRange", f"start {begin} is after end {stop}")
-            obj = visible(who, kind, object_id)
-            if not os.path.isfile(obj.path):
-                raise HtsgetError("NotFound", f"object {object_id}: the file it was ingested from is gone")
-            try:
-                piece = (byte_slice(obj.path, begin, stop) if obj.format == "CRAM"
-                         else bgzf_slice(obj.path, begin, stop))
-            except SliceError as exc:
-                raise HtsgetError("InvalidRange", f"object {object_id}: {exc}") from None
-        except HtsgetError as exc:
-            return refused(request, who, object_id, exc, details, obj)
-        engine.audit.add("htsget", object_id, {**details, "bytes": piece.size}, center_id=obj.center_id,
-                         principal=str(who), client=client_address(request))
-        return StreamingResponse(piece.stream(), media_type="application/octet-stream",
-                                 headers={"Content-Length": str(piece.size), "Cache-Control": "no-store"})
+        return service.data(kind, object_id, request, authorization, cls, start, end)
 
     return router
 
