@@ -1,7 +1,9 @@
 """Clinical feeds: HL7 v2 (MLLP landing zone or files) and FHIR R4 (Bundles, NDJSON) -> bronze
 -> the silver clinical model.
 
-Thin wiring only; the work lives in ``jobs/`` and ``quality/``.
+Thin wiring only: the steps are ``omicslake.pipelines``' (``build_clinical`` maps the ingest
+runs that landed rows, as ``omicslake ingest hl7|fhir`` does), the tables each check validates
+are the contracts' quality gates (``schemas``), the work lives in ``jobs/`` and ``quality/``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from airflow.sdk import Param, dag, task
 
 from connectors.clinical_records import TABLES as CLINICAL_TABLES
 from omicslake.airflow_support import DEFAULT_ARGS, lake_assets, landing_batches, run_job, run_quality
+from omicslake.pipelines import landed_run_ids
+from schemas import gate_tables
 
 
 @dag(
@@ -57,19 +61,19 @@ def omicslake_clinical():
 
     @task(trigger_rule="none_failed")
     def check_bronze() -> dict:
-        return run_quality(["bronze.hl7_messages", "bronze.fhir_resources"])
+        return run_quality(gate_tables("clinical.bronze"))
 
     @task(trigger_rule="none_failed", inlets=lake_assets("bronze.hl7_messages", "bronze.fhir_resources"),
           outlets=lake_assets(*(f"silver.{t}" for t in CLINICAL_TABLES), "quarantine.hl7", "quarantine.fhir"))
     def build_silver(hl7_runs: list[dict], fhir_runs: list[dict]) -> dict:
-        run_ids = [r["run_id"] for r in [*(hl7_runs or []), *(fhir_runs or [])] if r["rows_accepted"]]
+        run_ids = landed_run_ids([*(hl7_runs or []), *(fhir_runs or [])])
         if not run_ids:
             return {"run_ids": [], "rows_written": 0}
         return run_job("build_clinical", run_ids=run_ids)
 
     @task(trigger_rule="none_failed")
     def check_silver() -> dict:
-        return run_quality([f"silver.{t}" for t in CLINICAL_TABLES])
+        return run_quality(gate_tables("clinical.silver"))
 
     hl7_runs = ingest_hl7.expand(batch=plan_hl7())
     fhir_runs = ingest_fhir.expand(batch=plan_fhir())

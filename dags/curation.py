@@ -2,7 +2,9 @@
 pharmacogenes (their person ids and the medications they are checked against follow linkage),
 then rebuild the lake's part of the knowledge graph.
 
-Thin wiring only; the work lives in ``jobs/link_persons.py`` and ``jobs/annotate_variants.py``.
+Thin wiring only: the tables each check validates are the contracts' quality gates
+(``schemas``); the work lives in ``jobs/link_persons.py``, ``jobs/annotate_variants.py``,
+``jobs/call_pgx.py`` and ``jobs/build_kg.py``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from airflow.sdk import Param, dag, task
 
 from connectors.clinical_records import TABLES as CLINICAL_TABLES
 from omicslake.airflow_support import DEFAULT_ARGS, lake_assets, run_job, run_quality
+from schemas import gate_tables
 
 # lineage: what each job task reads from and writes to the lake (README "Lineage"); linkage moves
 # person_id in every person-keyed silver table
@@ -46,7 +49,7 @@ def omicslake_curation():
 
     @task
     def check_persons() -> dict:
-        return run_quality(["silver.persons", "silver.person_links", "silver.person_link_review"])
+        return run_quality(gate_tables("curation.persons"))
 
     @task(inlets=lake_assets("silver.variants", "silver.genotypes"),
           outlets=lake_assets("silver.variant_annotations", "silver.variant_stats", "ops.reference_sources"))
@@ -56,7 +59,7 @@ def omicslake_curation():
 
     @task
     def check_annotations() -> dict:
-        return run_quality(["silver.variant_annotations", "silver.variant_stats", "ops.reference_sources"])
+        return run_quality(gate_tables("curation.annotations"))
 
     @task(inlets=lake_assets(*PGX_READS), outlets=lake_assets(*PGX_WRITES))
     def call_pgx() -> dict:
@@ -68,7 +71,7 @@ def omicslake_curation():
 
     @task
     def check_kg() -> dict:
-        return run_quality(["gold.kg_nodes", "gold.kg_edges"])
+        return run_quality(gate_tables("curation.kg"))
 
     link_persons() >> check_persons() >> annotate_variants() >> check_annotations() >> call_pgx() \
         >> build_kg() >> check_kg()

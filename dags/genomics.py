@@ -1,6 +1,8 @@
 """Genomics pipeline: centers -> VCF and BAM/CRAM ingest (mapped per batch) -> silver -> pharmacogenes.
 
-Thin wiring only; the work lives in ``jobs/`` and ``quality/``.
+Thin wiring only: the steps are ``omicslake.pipelines``' (a VCF ingest is followed by
+``clean_variants``, as ``omicslake ingest vcf`` does), the tables each check validates are the
+contracts' quality gates (``schemas``), the work lives in ``jobs/`` and ``quality/``.
 """
 
 from __future__ import annotations
@@ -9,15 +11,12 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from omicslake.airflow_support import DEFAULT_ARGS, lake_assets, run_job, run_quality
+from schemas import gate_tables
 
-SILVER = ["silver.samples", "silver.variants", "silver.genotypes", "silver.structural_variants",
-          "silver.reference_blocks", "silver.alignment_qc", "bronze.vcf_variants", "ops.centers"]
-RUNS = ["ops.ingest_runs"]
-PGX = ["silver.pgx_diplotypes", "gold.pgx_recommendations", "gold.medication_alerts"]
 # lineage: what each job task reads from and writes to the lake (README "Lineage")
 PGX_READS = ["silver.genotypes", "silver.reference_blocks", "silver.samples", "silver.medications"]
-PGX_WRITES = [*PGX, "silver.pgx_positions", "silver.pgx_alleles", "silver.pgx_guidance",
-              "ops.reference_sources"]
+PGX_WRITES = ["silver.pgx_diplotypes", "gold.pgx_recommendations", "gold.medication_alerts",
+              "silver.pgx_positions", "silver.pgx_alleles", "silver.pgx_guidance", "ops.reference_sources"]
 
 
 @dag(
@@ -76,7 +75,7 @@ def omicslake_genomics():
 
     @task(trigger_rule="none_failed")
     def check_silver() -> dict:
-        return run_quality(SILVER)
+        return run_quality(gate_tables("genomics.silver"))
 
     @task(inlets=lake_assets(*PGX_READS), outlets=lake_assets(*PGX_WRITES))
     def call_pgx() -> dict:
@@ -84,7 +83,7 @@ def omicslake_genomics():
 
     @task
     def check_runs() -> dict:
-        return run_quality(RUNS + PGX)
+        return run_quality(gate_tables("genomics.runs"))
 
     centers = register_centers()
     ingested = ingest_vcf.expand(batch=plan_batches())

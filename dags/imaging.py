@@ -1,7 +1,8 @@
 """Imaging: DICOM from the C-STORE landing zone, or given files/zips -> bronze -> de-identified
 silver hierarchy with thumbnails.
 
-Thin wiring only; the work lives in ``jobs/ingest_dicom.py`` and ``quality/``.
+Thin wiring only: the tables the check validates are the contracts' ``imaging`` quality gate
+(``schemas``); the work lives in ``jobs/ingest_dicom.py`` and ``quality/``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from omicslake.airflow_support import DEFAULT_ARGS, lake_assets, landing_batches, run_job, run_quality
+from schemas import gate_tables
 
 WRITES = ["bronze.dicom_instances", "quarantine.dicom", "silver.imaging_instances", "silver.imaging_series",
           "silver.imaging_studies"]
@@ -46,8 +48,7 @@ def omicslake_imaging():
 
     @task(trigger_rule="none_failed")
     def check() -> dict:
-        return run_quality(["bronze.dicom_instances", "silver.imaging_instances", "silver.imaging_series",
-                            "silver.imaging_studies"])
+        return run_quality(gate_tables("imaging"))
 
     ingest.expand(batch=plan()) >> check()
 

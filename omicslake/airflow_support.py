@@ -1,7 +1,8 @@
 """Airflow glue: a throw-away Airflow home under the local state folder, and job tasks.
 
 DAG files stay thin: each task calls ``run_job(job_module, **params)``, which builds the
-session for the configured engine and returns the job's counts (pushed to XCom).
+session for the configured engine, runs the step through ``omicslake.pipelines`` and returns the
+job's counts (pushed to XCom); each check calls ``run_quality`` on a quality gate's tables.
 
 Lineage: tasks declare the lake tables they write as ``outlets`` (``lake_assets``); ``run_job``
 and ``run_quality`` tell Airflow's hook-lineage collector what the run actually read (the files
@@ -141,14 +142,13 @@ def report_lineage(inputs: list[str]) -> None:
 
 
 def run_job(module: str, **params: Any) -> dict[str, Any]:
-    """Run ``jobs.<module>.run`` on the configured engine and return its counts."""
-    import importlib
-
+    """Run one pipeline step, ``jobs.<module>.run`` (``omicslake.pipelines.run_step``), on the
+    configured engine and return its counts."""
+    from omicslake.pipelines import run_step
     from omicslake.session import get_spark
 
     settings = load_settings()
-    job = importlib.import_module(f"jobs.{module}")
-    result = job.run(get_spark(settings), settings, **params)
+    result = run_step(get_spark(settings), settings, module, **params)
     print(result.summary(), flush=True)
     report_lineage(_input_uris(params, list(result.inputs)))
     return result.to_dict()

@@ -74,7 +74,7 @@ def main(verbose: bool) -> None:
                         format="%(levelname)s %(name)s: %(message)s")
 
 
-def _known_center(ctx, param, value: str | None) -> str | None:
+def _known_center(_ctx, _param, value: str | None) -> str | None:
     """--center must name a center of the registry: refused before any engine starts."""
     from omicslake.tiers import require_center
 
@@ -88,6 +88,43 @@ def _spark(settings):
 
     with _status(f"starting the {settings.engine} engine"):
         return get_spark(settings)
+
+
+def _report(result, table: str | None = None) -> None:
+    """The run's summary, then one line per quarantined input in ``table``: bad input is
+    explained, not traced."""
+    click.echo(result.summary())
+    if table is None:
+        return
+    lines = result.details.get("rejected") or []
+    for line in lines:
+        click.echo(f"quarantined: {line}", err=True)
+    if result.rows_quarantined > len(lines):
+        click.echo(f"... {result.rows_quarantined - len(lines)} more in {table}", err=True)
+
+
+def _step(spark, settings, job: str, label: str, quarantine: str | None = None, **params):
+    """Run one pipeline step (``jobs.<job>``) with a progress line, then print its summary (and
+    what ``quarantine`` received); the result is for the command's own lines."""
+    from omicslake.pipelines import run_step
+
+    with _status(label):
+        result = run_step(spark, settings, job, **params)
+    _report(result, quarantine)
+    return result
+
+
+def _run_job(job: str, label: str, quarantine: str | None = None, **params):
+    """A job command: the settings, the engine, one step (``_step``)."""
+    settings = load_settings()
+    return _step(_spark(settings), settings, job, label, quarantine, **params)
+
+
+def _echo_check(gate: str, summary: dict) -> None:
+    click.echo(json.dumps({"gate": gate, **summary}))
+
+
+_CHECK_HELP = "Then validate the tables of this pipeline's quality gates, as its DAG does."
 
 
 @main.group(invoke_without_command=True)
@@ -679,7 +716,8 @@ def ingest() -> None:
 @click.option("--reference", type=click.Path(exists=True, dir_okay=False),
               help="Reference FASTA: left-align and trim indels as `bcftools norm -f` does.")
 @click.option("--build", help="Reference build if the header does not say (GRCh37/GRCh38).")
-def ingest_vcf_cmd(paths, center_id, manifest, reference, build) -> None:
+@click.option("--check", "check", is_flag=True, help=_CHECK_HELP)
+def ingest_vcf_cmd(paths, center_id, manifest, reference, build, check) -> None:
     """Ingest VCF/BCF/gVCF files (plain or bgzipped; folders too) and clean them into silver.
 
     \b
@@ -687,21 +725,11 @@ def ingest_vcf_cmd(paths, center_id, manifest, reference, build) -> None:
     VCFs by byte range; bgzipped or BCF files without an index by one task each.
     Re-ingesting a file that already landed changes nothing.
     """
-    from jobs import clean_variants, ingest_vcf
+    from omicslake.pipelines import genomics
 
     settings = load_settings()
-    spark = _spark(settings)
-    failure = None
-    with _status(f"ingesting {len(paths)} path(s)"):
-        try:
-            result = ingest_vcf.run(spark, settings, list(paths), center_id, manifest, build)
-            click.echo(result.summary())
-        except InputError as exc:  # the other files landed; clean them, then report
-            failure = exc
-    with _status("cleaning into silver"):
-        click.echo(clean_variants.run(spark, settings, reference=reference).summary())
-    if failure:
-        raise failure
+    genomics(_spark(settings), settings, list(paths), center_id, manifest, build, reference, quality=check,
+             progress=_status, on_result=_report, on_check=_echo_check)
 
 
 @ingest.command("bam")
@@ -720,39 +748,27 @@ def ingest_bam_cmd(paths, center_id, manifest, targets, reference) -> None:
     reads as `samtools depth` does. The reads stay where they are; the table points to them.
     A file that cannot be QC'd goes to quarantine.bam with its reason; the others land.
     """
-    from jobs import ingest_bam
+    _run_job("ingest_bam", f"QC of {len(paths)} alignment path(s)", "quarantine.bam", paths=list(paths),
+             center_id=center_id, manifest=manifest, targets=targets, reference=reference)
+
+
+def _clinical(feed: str, paths, center_id: str, check: bool) -> None:
+    """An ingest command of a clinical feed: ``omicslake.pipelines.clinical``."""
+    from omicslake.pipelines import clinical
+
+    def report(result) -> None:
+        _report(result, f"quarantine.{feed}" if result.job.startswith("ingest_") else None)
 
     settings = load_settings()
-    spark = _spark(settings)
-    with _status(f"QC of {len(paths)} alignment path(s)"):
-        result = ingest_bam.run(spark, settings, list(paths), center_id, manifest, targets, reference)
-    _report(result, "quarantine.bam")
-
-
-def _report(result, table: str) -> None:
-    """The run's summary, then one line per quarantined input: bad input is explained, not traced."""
-    click.echo(result.summary())
-    lines = result.details.get("rejected") or []
-    for line in lines:
-        click.echo(f"quarantined: {line}", err=True)
-    if result.rows_quarantined > len(lines):
-        click.echo(f"... {result.rows_quarantined - len(lines)} more in {table}", err=True)
-
-
-def _build_clinical(spark, settings, result) -> None:
-    """Map what an ingest run landed in bronze into the silver clinical model."""
-    from jobs import build_clinical
-
-    if result.status != "succeeded" or not (result.rows_accepted and result.rows_written):
-        return
-    with _status("building silver clinical tables"):
-        click.echo(build_clinical.run(spark, settings, run_ids=[result.run_id]).summary())
+    clinical(_spark(settings), settings, feed, list(paths), center_id, quality=check, progress=_status,
+             on_result=report, on_check=_echo_check)
 
 
 @ingest.command("hl7")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--center", "center_id", required=True, callback=_known_center, help="Sending center id.")
-def ingest_hl7_cmd(paths, center_id) -> None:
+@click.option("--check", "check", is_flag=True, help=_CHECK_HELP)
+def ingest_hl7_cmd(paths, center_id, check) -> None:
     """Ingest HL7 v2 files, folders or the MLLP landing zone into bronze.hl7_messages.
 
     \b
@@ -761,20 +777,14 @@ def ingest_hl7_cmd(paths, center_id) -> None:
     Accepted messages are then mapped into the silver clinical tables (encounters, conditions,
     observations, patient_identities), with ADT A40 merges applied.
     """
-    from jobs import ingest_hl7
-
-    settings = load_settings()
-    spark = _spark(settings)
-    with _status(f"ingesting HL7 from {len(paths)} path(s)"):
-        result = ingest_hl7.run(spark, settings, list(paths), center_id)
-    _report(result, "quarantine.hl7")
-    _build_clinical(spark, settings, result)
+    _clinical("hl7", paths, center_id, check)
 
 
 @ingest.command("fhir")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--center", "center_id", required=True, callback=_known_center, help="Sending center id.")
-def ingest_fhir_cmd(paths, center_id) -> None:
+@click.option("--check", "check", is_flag=True, help=_CHECK_HELP)
+def ingest_fhir_cmd(paths, center_id, check) -> None:
     """Ingest FHIR R4 Bundles (JSON) and bulk-export NDJSON into bronze.fhir_resources.
 
     \b
@@ -783,14 +793,7 @@ def ingest_fhir_cmd(paths, center_id) -> None:
     and invalid resources go to quarantine.fhir with the file, line/entry and reason.
     Landed resources are then mapped into the silver clinical tables.
     """
-    from jobs import ingest_fhir
-
-    settings = load_settings()
-    spark = _spark(settings)
-    with _status(f"ingesting FHIR from {len(paths)} path(s)"):
-        result = ingest_fhir.run(spark, settings, list(paths), center_id)
-    _report(result, "quarantine.fhir")
-    _build_clinical(spark, settings, result)
+    _clinical("fhir", paths, center_id, check)
 
 
 @main.command()
@@ -886,13 +889,8 @@ def ingest_dicom_cmd(paths, center_id, keep_dates) -> None:
     with a PNG thumbnail per series. Non-DICOM, truncated or corrupt files go to
     quarantine.dicom. Re-ingesting the same files adds nothing.
     """
-    from jobs import ingest_dicom
-
-    settings = load_settings()
-    spark = _spark(settings)
-    with _status(f"ingesting DICOM from {len(paths)} path(s)"):
-        result = ingest_dicom.run(spark, settings, list(paths), center_id, shift_dates=not keep_dates)
-    _report(result, "quarantine.dicom")
+    _run_job("ingest_dicom", f"ingesting DICOM from {len(paths)} path(s)", "quarantine.dicom",
+             paths=list(paths), center_id=center_id, shift_dates=not keep_dates)
 
 
 @main.command()
@@ -920,23 +918,16 @@ def curate(do_link, do_annotate, gtf, clinvar, gnomad, reference, build, backend
     (silver.variant_annotations, silver.variant_stats); a source not given uses its latest
     release registered in ops.reference_sources.
     """
-    from jobs import annotate_variants, link_persons
-
     both = not (do_link or do_annotate)
     settings = load_settings()
     spark = _spark(settings)
     if do_link or both:
-        with _status("linking persons"):
-            r = link_persons.run(spark, settings, backend=backend)
-        click.echo(r.summary())
-        d = r.details
+        d = _step(spark, settings, "link_persons", "linking persons", backend=backend).details
         click.echo(f"persons linked: {d.get('persons', 0)} from {d.get('identities', 0)} identities; "
                    f"links under review: {d.get('review_pairs', 0)}")
     if do_annotate or both:
-        with _status("annotating variants"):
-            r = annotate_variants.run(spark, settings, gtf=gtf, clinvar=clinvar, gnomad=list(gnomad) or None,
-                                      reference=reference, build=build)
-        click.echo(r.summary())
+        r = _step(spark, settings, "annotate_variants", "annotating variants", gtf=gtf, clinvar=clinvar,
+                  gnomad=list(gnomad) or None, reference=reference, build=build)
         click.echo(f"variants annotated: {r.details.get('annotated', r.rows_written)}")
 
 
@@ -1021,15 +1012,10 @@ def cohort_list(as_json: bool) -> None:
 def cohort_build(names: tuple[str, ...], build_all: bool, force: bool) -> None:
     """Build and publish NAMES (or --all): a cohort whose definition and inputs have not changed
     since its last publication is skipped."""
-    from jobs import build_cohorts
-
     if not names and not build_all:
         raise InputError("name the cohorts to build, or give --all (see `omicslake cohort list`)")
-    settings = load_settings()
-    spark = _spark(settings)
-    with _status(f"building {', '.join(names) or 'every cohort'}"):
-        r = build_cohorts.run(spark, settings, list(names) or None, force=force)
-    click.echo(r.summary())
+    r = _run_job("build_cohorts", f"building {', '.join(names) or 'every cohort'}", names=list(names) or None,
+                 force=force)
     for name, d in r.details.items():
         click.echo(f"  {name:<24} {d['status']:<10} version {d['version']}  {d['members']} members")
 
@@ -1099,14 +1085,7 @@ def pgx() -> None:
 @pgx.command("call")
 def pgx_call() -> None:
     """Call every genotyped person's pharmacogenes and refresh recommendations and alerts."""
-    from jobs import call_pgx
-
-    settings = load_settings()
-    spark = _spark(settings)
-    with _status("calling pharmacogenes"):
-        r = call_pgx.run(spark, settings)
-    click.echo(r.summary())
-    d = r.details
+    d = _run_job("call_pgx", "calling pharmacogenes").details
     click.echo("diplotypes: " + ", ".join(f"{k} {v}" for k, v in sorted(d["diplotypes"].items())))
     click.echo(f"recommendations: {d['recommendations']}; medication alerts: {d['alerts']}")
     for line in d["not_called"]:
@@ -1158,13 +1137,7 @@ def kg() -> None:
 @kg.command("build")
 def kg_build() -> None:
     """Rebuild the lake's rows of the graph (loaded external releases are kept)."""
-    from jobs import build_kg
-
-    settings = load_settings()
-    spark = _spark(settings)
-    with _status("building the knowledge graph"):
-        r = build_kg.run(spark, settings)
-    click.echo(r.summary())
+    r = _run_job("build_kg", "building the knowledge graph")
     click.echo("nodes: " + ", ".join(f"{k} {v}" for k, v in r.details["nodes"].items()))
     click.echo("edges: " + ", ".join(f"{k} {v}" for k, v in r.details["edges"].items()))
 
@@ -1199,10 +1172,10 @@ def kg_load(files: tuple[str, ...], fmt: str, release: str, replace: bool) -> No
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per release.")
 def kg_releases(as_json: bool) -> None:
     """The loaded external graph releases; the newest of each graph is what queries read."""
-    from jobs import build_kg
+    from omicslake.kg_reads import releases
 
     settings = load_settings()
-    for r in build_kg.releases(_spark(settings), settings):
+    for r in releases(_spark(settings), settings):
         if as_json:
             click.echo(json.dumps(r.__dict__, default=str))
         else:
@@ -1230,12 +1203,12 @@ def kg_neighbors(node: str, hops: int, relations: tuple[str, ...], releases: tup
     disease:ICD10:C34, drug:clopidogrel, drug:DrugBank:DB00530 ... Each hop is a join on the
     engine; only the edges of the answer come back.
     """
-    from jobs import build_kg
+    from omicslake.kg_reads import neighbors
 
     settings = load_settings()
     spark = _spark(settings)
-    found = build_kg.neighbors(spark, settings, node, hops, list(relations) or None,
-                               list(releases) or None, max_edges)
+    found = neighbors(spark, settings, node, hops, list(relations) or None, list(releases) or None,
+                      max_edges)
     if as_json:
         for e in found["edges"]:
             click.echo(json.dumps(e, default=str))

@@ -47,6 +47,9 @@ class Table:
     extra: dict = field(default_factory=dict, compare=False, hash=False)
     access: RowScope | None = None
     append_only: bool = False  # Delta refuses any commit that removes rows (delta.appendOnly)
+    # The quality gate that validates the table between pipeline steps, ``<pipeline>.<stage>``
+    # (omicslake/pipelines.py, the DAGs); None: only ``omicslake quality`` checks it.
+    gate: str | None = None
 
     def __post_init__(self) -> None:
         if self.layer not in LAYERS:
@@ -110,7 +113,6 @@ STRING = T.StringType()
 LONG = T.LongType()
 INT = T.IntegerType()
 DOUBLE = T.DoubleType()
-FLOAT = T.FloatType()
 BOOL = T.BooleanType()
 DATE = T.DateType()
 TIMESTAMP = T.TimestampType()

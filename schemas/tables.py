@@ -46,6 +46,7 @@ CENTERS = Table(
     ),
     "The network of centers: a tree from the national center down to counties.",
     keys=("center_id",),
+    gate="genomics.silver",
 )
 
 INGEST_RUNS = Table(
@@ -74,6 +75,7 @@ INGEST_RUNS = Table(
     ),
     "One row per job run, with what it read, accepted, quarantined and wrote.",
     keys=("run_id",),
+    gate="genomics.runs",
 )
 
 CREDENTIALS = Table(
@@ -177,6 +179,7 @@ VCF_VARIANTS = bronze(
     "writes the records of one genomic region, so per-file min/max of contig and pos prune "
     "region queries, and the write needs no shuffle (memory stays flat as files grow). No "
     "uniqueness key: a source may repeat a site, and bronze keeps what was sent.",
+    gate="genomics.silver",
 )
 
 SAMPLES = Table(
@@ -198,6 +201,7 @@ SAMPLES = Table(
     "Samples from the centers' manifests, linked to a person. Genotypes reach the master person "
     "through this table: silver.genotypes JOIN silver.samples USING (center_id, sample_id).",
     keys=("center_id", "sample_id"),
+    gate="genomics.silver",
 )
 
 VARIANTS = Table(
@@ -217,6 +221,7 @@ VARIANTS = Table(
     partition_by=("contig",),
     keys=("variant_id",),
     access=RowScope("shared"),
+    gate="genomics.silver",
 )
 
 GENOTYPES = Table(
@@ -243,6 +248,7 @@ GENOTYPES = Table(
     "bucket: a region query reads one contig's folders, a one-person query one bucket in each.",
     partition_by=("contig", "person_bucket"),
     keys=("variant_id", "center_id", "sample_id"),
+    gate="genomics.silver",
 )
 
 SV_CARRIER = T.StructType(
@@ -287,6 +293,7 @@ STRUCTURAL_VARIANTS = Table(
     "One row per symbolic or breakend ALT of a VCF record, with its carriers. These alleles never "
     "go to silver.variants. Query carriers with LATERAL VIEW explode(carriers).",
     keys=("sv_id", "center_id", "source_checksum"),
+    gate="genomics.silver",
 )
 
 REFERENCE_BLOCKS = Table(
@@ -310,6 +317,7 @@ REFERENCE_BLOCKS = Table(
     "no-call, not reference.",
     partition_by=("contig",),
     keys=("center_id", "sample_id", "contig", "start", "source_checksum"),
+    gate="genomics.silver",
 )
 
 ALIGNMENT_QC = Table(
@@ -344,6 +352,7 @@ ALIGNMENT_QC = Table(
     ),
     "Per-sample alignment QC from BAM/CRAM, pointing at the file.",
     keys=("center_id", "sample_id", "source_checksum"),
+    gate="genomics.silver",
 )
 
 # --- variant annotation ------------------------------------------------------------------------
@@ -368,6 +377,7 @@ REFERENCE_SOURCES = Table(
     "Annotation reference files, one row per file loaded: a source given no path to "
     "annotate_variants uses its latest loaded release from here.",
     keys=("source", "sha256"),
+    gate="curation.annotations",
 )
 
 GENE_HIT = T.StructType(
@@ -427,6 +437,7 @@ VARIANT_ANNOTATIONS = Table(
     partition_by=("build", "contig"),
     keys=("variant_id",),
     access=RowScope("shared"),
+    gate="curation.annotations",
 )
 
 VARIANT_STATS = Table(
@@ -458,6 +469,7 @@ VARIANT_STATS = Table(
     partition_by=("contig",),
     keys=("variant_id", "scope"),
     access=RowScope("scope_or_all", "scope"),
+    gate="curation.annotations",
 )
 
 # --- clinical ---------------------------------------------------------------------------------
@@ -481,6 +493,7 @@ HL7_MESSAGES = bronze(
     ),
     "One row per HL7 v2 message as received (files or MLLP landing), with its MSH fields.",
     keys=("source_checksum", "byte_offset"),
+    gate="clinical.bronze",
 )
 
 FHIR_RESOURCES = bronze(
@@ -496,6 +509,7 @@ FHIR_RESOURCES = bronze(
     "One row per FHIR resource (type, id): the newest version received.",
     partition_by=("resource_type",),
     keys=("resource_type", "resource_id"),
+    gate="clinical.bronze",
 )
 
 # --- silver clinical: one model from HL7 v2 and FHIR ----------------------------------------
@@ -517,7 +531,7 @@ CLINICAL_SOURCE = (
 def clinical(name: str, columns: tuple, doc: str, key: str) -> Table:
     """A silver clinical table: keyed on a pseudonymous record id, with its source."""
     return Table("silver", name, (col(key, STRING, True, "keyed pseudonym of the source record id"),
-                                  *columns, *CLINICAL_SOURCE), doc, keys=(key,))
+                                  *columns, *CLINICAL_SOURCE), doc, keys=(key,), gate="clinical.silver")
 
 
 ENCOUNTERS = clinical(
@@ -793,6 +807,7 @@ PERSONS = Table(
     "keeps the surviving id and marks the other retired with merged_into.",
     keys=("person_id",),
     access=RowScope("centers", "centers"),
+    gate="curation.persons",
 )
 
 PERSON_LINKS = Table(
@@ -819,6 +834,7 @@ PERSON_LINKS = Table(
     "Every source identity and its master person, with the rule or match probability that "
     "linked it. Values stay keyed.",
     keys=("identity_id",),
+    gate="curation.persons",
 )
 
 PERSON_LINK_REVIEW = Table(
@@ -841,6 +857,7 @@ PERSON_LINK_REVIEW = Table(
     "scored them between the review and match thresholds, or above it with conflicting resident "
     "IDs. Replaced on every linkage run.",
     keys=("pair_id",),
+    gate="curation.persons",
 )
 
 # --- imaging ----------------------------------------------------------------------------------
@@ -871,6 +888,7 @@ DICOM_INSTANCES = bronze(
     "One row per DICOM instance received (identified header, restricted layer). source_checksum "
     "is the sha256 of the instance's bytes, so the same instance never lands twice.",
     keys=("source_checksum",),
+    gate="imaging",
 )
 
 IMAGING_INSTANCES = Table(
@@ -904,6 +922,7 @@ IMAGING_INSTANCES = Table(
     ),
     "One row per de-identified DICOM instance, pointing at its copy in the curated zone.",
     keys=("sop_instance_uid",),
+    gate="imaging",
 )
 
 IMAGING_SERIES = Table(
@@ -924,6 +943,7 @@ IMAGING_SERIES = Table(
     ),
     "One row per series, with counts recomputed from silver.imaging_instances.",
     keys=("series_instance_uid",),
+    gate="imaging",
 )
 
 IMAGING_STUDIES = Table(
@@ -941,6 +961,7 @@ IMAGING_STUDIES = Table(
     ),
     "One row per study, with counts recomputed from silver.imaging_instances.",
     keys=("study_instance_uid",),
+    gate="imaging",
 )
 
 # --- gold ------------------------------------------------------------------------------------
@@ -960,6 +981,7 @@ COHORT_DEFINITIONS = Table(
     "What each published cohort means: the definition as last published.",
     keys=("cohort_definition_id",),
     access=RowScope("shared"),
+    gate="cohorts.gold",
 )
 
 COHORT = Table(
@@ -976,6 +998,7 @@ COHORT = Table(
     "Delta version, recorded in gold.cohort_versions (read it back with VERSION AS OF).",
     partition_by=("cohort_definition_id",),
     keys=("cohort_definition_id", "subject_id"),
+    gate="cohorts.gold",
 )
 
 COHORT_VERSIONS = Table(
@@ -997,6 +1020,7 @@ COHORT_VERSIONS = Table(
     "definition checksum is then a second row for that version.",
     keys=("cohort_definition_id", "version", "checksum"),
     access=RowScope("shared"),
+    gate="cohorts.gold",
 )
 
 COHORT_INCLUSION_STATS = Table(
@@ -1018,6 +1042,7 @@ COHORT_INCLUSION_STATS = Table(
     "index-event level.",
     keys=("cohort_definition_id", "version", "rule_sequence", "scope", "center_id", "tier"),
     access=RowScope("scope_or_all", "center_id"),
+    gate="cohorts.gold",
 )
 
 LATEST_LAB = T.StructType([
@@ -1147,6 +1172,7 @@ PGX_DIPLOTYPES = Table(
     "at the defining positions (VCF records and gVCF reference blocks), and the CPIC phenotype.",
     keys=("person_id", "gene"),
     access=RowScope("centers", "centers"),
+    gate="genomics.runs",
 )
 
 PGX_RECOMMENDATIONS = Table(
@@ -1170,6 +1196,7 @@ PGX_RECOMMENDATIONS = Table(
     "CPIC guidance for each person's called phenotypes (silver.pgx_diplotypes x silver.pgx_guidance).",
     keys=("person_id", "drug", "gene"),
     access=RowScope("centers", "centers"),
+    gate="genomics.runs",
 )
 
 MEDICATION_ALERTS = Table(
@@ -1194,6 +1221,7 @@ MEDICATION_ALERTS = Table(
     "A prescription of a drug whose CPIC guidance is actionable for the person's phenotype "
     "(for example clopidogrel for a CYP2C19 poor metabolizer).",
     keys=("medication_id", "gene"),
+    gate="genomics.runs",
 )
 
 # --- knowledge graph --------------------------------------------------------------------------
@@ -1219,6 +1247,7 @@ KG_NODES = Table(
     "Nodes of the precision-medicine knowledge graph: what the lake derives (rebuilt by build_kg) "
     "and the external graph releases loaded with `omicslake kg load` (kept until replaced).",
     keys=("node_id", "source", "release"),
+    gate="curation.kg",
 )
 
 KG_EDGES = Table(
@@ -1237,6 +1266,7 @@ KG_EDGES = Table(
     "Edges of the knowledge graph, one row per link and source. Query the lake's own rows plus "
     "the latest release of each external graph (docs/querying.md), or `omicslake kg neighbors`.",
     keys=("src", "dst", "relation", "evidence", "source", "release"),
+    gate="curation.kg",
 )
 
 
