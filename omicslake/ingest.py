@@ -180,9 +180,9 @@ def pending(spark: SparkSession, settings: Settings, result: JobResult, files: l
     return [s for s in sources if s.checksum not in landed]
 
 
-def line_pieces(path: str, checksum: str, piece_bytes: int = PIECE_BYTES) -> list[Piece]:
+def line_pieces(path: str, checksum: str, piece_bytes: int | None = None) -> list[Piece]:
     """Pieces that start at line starts, each knowing its first line number (NDJSON)."""
-    return _cut(path, checksum, piece_bytes, lambda buf: buf.find(b"\n"), 1)
+    return _cut(path, checksum, piece_bytes or PIECE_BYTES, lambda buf: buf.find(b"\n"), 1)
 
 
 def marker_pieces(marker: bytes) -> Callable[[str, str], list[Piece]]:
@@ -192,7 +192,7 @@ def marker_pieces(marker: bytes) -> Callable[[str, str], list[Piece]]:
         hits = [i for i in (buf.find(b"\r" + marker), buf.find(b"\n" + marker)) if i >= 0]
         return min(hits) if hits else -1
 
-    return lambda path, checksum, piece_bytes=PIECE_BYTES: _cut(path, checksum, piece_bytes, find, 1)
+    return lambda path, checksum, piece_bytes=None: _cut(path, checksum, piece_bytes or PIECE_BYTES, find, 1)
 
 
 def _cut(path: str, checksum: str, piece_bytes: int, find: Callable[[bytes], int], skip: int) -> list[Piece]:

@@ -98,9 +98,10 @@ def append(df: DataFrame, settings: Settings, table: str) -> None:
 
 def merge_new(
     spark: SparkSession, settings: Settings, df: DataFrame, table: str,
-    keys: tuple[str, ...] | None = None, update: bool = False,
+    keys: tuple[str, ...] | None = None, update: bool = False, update_when: str | None = None,
 ) -> None:
-    """Insert rows whose keys are not in ``table`` yet (and update matches if ``update``).
+    """Insert rows whose keys are not in ``table`` yet (and update matches if ``update``, or
+    those where the fixed condition ``update_when`` over ``t`` (target) and ``s`` holds).
 
     A concurrent commit to ``table`` makes the MERGE run again on the newest version.
     """
@@ -110,7 +111,9 @@ def merge_new(
     contract.conform(df).createOrReplaceTempView(view)
     on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
     q = f"MERGE INTO {path_ref(settings, table)} t USING {view} s ON {on} "
-    if update:
+    if update_when:
+        q += f"WHEN MATCHED AND ({update_when}) THEN UPDATE SET * "
+    elif update:
         q += "WHEN MATCHED THEN UPDATE SET * "
     q += "WHEN NOT MATCHED THEN INSERT *"
     try:

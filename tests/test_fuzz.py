@@ -35,6 +35,8 @@ from connectors.hl7 import HL7Error, parse, split_messages
 from connectors.vcf import parse_record, read_header
 from connectors.vcf_arrow import parse_lines
 from jobs import ingest_dicom, ingest_fhir, ingest_hl7, ingest_vcf
+from omicslake.ingest import Piece
+from omicslake.quarantine import Rejected
 from schemas import get_table
 
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True, database=None,
@@ -236,9 +238,9 @@ def _check_fhir_file(path: Path, data: bytes) -> None:
             except ValueError as exc:
                 assert str(exc)
     path.write_bytes(data)
-    rows = list(ingest_fhir.file_rows(str(path)))
+    rows = list(ingest_fhir.resource_rows(Piece(str(path), "fuzz")))
     assert len(rows) == len(found)
-    assert all((row is None) != (reject is None) for row, reject in rows)
+    assert all(isinstance(r, dict) or (isinstance(r, Rejected) and r.reason) for r in rows)
 
 
 @settings(FUZZ, max_examples=300)

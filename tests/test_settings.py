@@ -64,7 +64,7 @@ def test_hdfs_root_is_accepted_and_every_location_follows_it(tmp_path):
     assert path_ref(s, "bronze.dicom_instances") == f"delta.`{HDFS}/lake/bronze/dicom_instances`"
     assert ingest_vcf.staging_root(s) == f"{HDFS}/lake/_staging/vcf"
     assert staging_root(s, ingest_hl7.FEED.name) == f"{HDFS}/lake/_staging/hl7"
-    assert ingest_fhir.staging_root(s) == f"{HDFS}/lake/_staging/fhir"
+    assert staging_root(s, ingest_fhir.FEED.name) == f"{HDFS}/lake/_staging/fhir"
     assert ingest_dicom.curated_root(s) == f"{HDFS}/lake/curated/dicom"
     assert s.storage_options() == {}  # delta-rs takes the namenode from the URI
     assert s.landing_dir == tmp_path / "landing" and s.airflow_home == tmp_path / "airflow"
