@@ -25,24 +25,23 @@ from connectors.clinical_records import TABLES, Unmappable
 from connectors.fhir_clinical import MAPPED as FHIR_TYPES
 from omicslake import staging
 from omicslake.catalog import path_ref, read_table
+from omicslake.ingest import staging_root
 from omicslake.persons import to_master
 from omicslake.pseudonym import load_key
+from omicslake.quarantine import Rejected, quarantine_row, quarantine_rows
 from omicslake.runs import JobResult, main_for, track_run
 from omicslake.session import parallelism
 from omicslake.settings import Settings
-from omicslake.writes import append
+from omicslake.writes import retry_on_conflict
 from schemas import get_table
 
 JOB = "build_clinical"
 COUNTS = "records long, mapped long, unmapped long, failed long"
+COUNTS_ARROW = pa.schema([(c, pa.int64()) for c in ("records", "mapped", "unmapped", "failed")])
 PERSON_TABLES = tuple(t for t in TABLES if t != "patient_identities")
 # Tables whose later events may omit what earlier ones said (an A08 without a discharge time):
 # the newer row wins, and its missing values are filled from the stored one.
 FILL_FROM_OLDER = ("encounters", "patient_identities")
-
-
-def staging_root(settings: Settings) -> str:
-    return f"{settings.lake_root}/_staging/clinical"
 
 
 def bronze_input(spark: SparkSession, settings: Settings, run_ids: list[str] | None) -> DataFrame:
@@ -109,49 +108,44 @@ def map_record(key: bytes, run_id: str, r: dict) -> dict[str, list[dict]]:
     return fhir_clinical.records(resource, src, json.loads(r["context"]) if r["context"] else None)
 
 
-def map_rows(key: bytes, root: str, run_id: str):
-    """mapInArrow body: bronze rows in, one count row out; silver rows are staged per table."""
-    schemas = {t: get_table(f"silver.{t}").arrow_schema() for t in TABLES}
-    qschema = get_table("quarantine.hl7").arrow_schema()
+QUARANTINE = {"HL7v2": "quarantine.hl7", "FHIR": "quarantine.fhir"}
 
+
+def map_batch(key: bytes, run_id: str, rows: list[dict], counts: Counter
+              ) -> tuple[dict[str, list[dict]], dict[str, list[dict]]]:
+    """Silver rows by table, and quarantine rows by table, of one batch of bronze rows."""
+    out: dict[str, list[dict]] = {}
+    failed: dict[str, list[dict]] = {}
+    now = datetime.now(UTC)
+    for r in rows:
+        counts["records"] += 1
+        try:
+            found = map_record(key, run_id, r)
+        except Exception as exc:  # one bad record must not stop the batch
+            why = str(exc) if isinstance(exc, Unmappable) else f"{type(exc).__name__}: {exc}"
+            prov = {**{k: r[k] for k in ("center_id", "source_uri", "source_checksum")},
+                    "ingest_run_id": run_id}
+            failed.setdefault(QUARANTINE[r["source_format"]], []).append(
+                quarantine_row(Rejected(f"not mapped to silver: {why}", r["record"], r["text"]), prov, now))
+            continue
+        counts["mapped" if found else "unmapped"] += 1
+        for table, found_rows in found.items():
+            out.setdefault(f"silver.{table}", []).extend(found_rows)
+    return out, failed
+
+
+def map_rows(key: bytes, root: str, run_id: str):
+    """mapInArrow body: bronze rows in, one count row out; silver and quarantine rows are staged
+    per table as each batch is mapped, so a task holds one batch at a time."""
     def body(batches):
-        out: dict[str, list[dict]] = {t: [] for t in TABLES}
-        failed: dict[str, list[dict]] = {"HL7v2": [], "FHIR": []}
-        n = mapped = unmapped = 0
-        now = datetime.now(UTC)
-        for batch in batches:
-            for r in batch.to_pylist():
-                n += 1
-                try:
-                    found = map_record(key, run_id, r)
-                except Exception as exc:  # one bad record must not stop the batch
-                    why = str(exc) if isinstance(exc, Unmappable) else f"{type(exc).__name__}: {exc}"
-                    failed[r["source_format"]].append({
-                        "center_id": r["center_id"], "source_uri": r["source_uri"],
-                        "source_checksum": r["source_checksum"], "location": r["record"], "line": None,
-                        "reason": f"not mapped to silver: {why}", "raw": r["text"],
-                        "ingest_run_id": run_id, "quarantined_at": now})
-                    continue
-                if found:
-                    mapped += 1
-                else:
-                    unmapped += 1
-                for table, rows in found.items():
-                    out[table] += rows
-        part = uuid.uuid4().hex
-        for table, rows in out.items():
-            if rows:
-                staging.write_table(root, f"{run_id}/{table}", f"{part}.parquet",
-                                    pa.Table.from_pylist(rows, schema=schemas[table]))
-        for fmt, rows in failed.items():
-            if rows:
-                staging.write_table(root, f"{run_id}/quarantine-{fmt}", f"{part}.parquet",
-                                    pa.Table.from_pylist(rows, schema=qschema))
-        yield pa.RecordBatch.from_pylist(
-            [{"records": n, "mapped": mapped, "unmapped": unmapped,
-              "failed": sum(len(v) for v in failed.values())}],
-            schema=pa.schema([("records", pa.int64()), ("mapped", pa.int64()), ("unmapped", pa.int64()),
-                              ("failed", pa.int64())]))
+        counts: Counter = Counter()
+        with staging.writers(root, run_id, uuid.uuid4().hex) as out:
+            for batch in batches:
+                found, failed = map_batch(key, run_id, batch.to_pylist(), counts)
+                for table, rows in (*found.items(), *failed.items()):
+                    out.write(table, get_table(table).arrow_schema(), rows)
+        counts["failed"] = counts["records"] - counts["mapped"] - counts["unmapped"]
+        yield pa.RecordBatch.from_pylist([{c: counts[c] for c in COUNTS_ARROW.names}], schema=COUNTS_ARROW)
 
     return body
 
@@ -194,9 +188,10 @@ def merge_records(spark: SparkSession, settings: Settings, df: DataFrame, table:
         matched = "WHEN MATCHED THEN UPDATE SET " + ", ".join(sets)
     else:
         matched = f"WHEN MATCHED AND {newer} THEN UPDATE SET *"
+    q = (f"MERGE INTO {path_ref(settings, f'silver.{table}')} t USING {view} s "
+         f"ON t.{key} = s.{key} {matched} WHEN NOT MATCHED THEN INSERT *")
     try:
-        spark.sql(f"MERGE INTO {path_ref(settings, f'silver.{table}')} t USING {view} s "
-                  f"ON t.{key} = s.{key} {matched} WHEN NOT MATCHED THEN INSERT *")
+        retry_on_conflict(lambda: spark.sql(q), f"MERGE INTO silver.{table}")
     finally:
         spark.catalog.dropTempView(view)
 
@@ -223,8 +218,9 @@ def apply_merges(spark: SparkSession, settings: Settings) -> int:
     merges.createOrReplaceTempView(view)
     try:
         for table in PERSON_TABLES:
-            spark.sql(f"MERGE INTO {path_ref(settings, f'silver.{table}')} t USING {view} m "
-                      f"ON t.person_id = m.old WHEN MATCHED THEN UPDATE SET t.person_id = m.new")
+            q = (f"MERGE INTO {path_ref(settings, f'silver.{table}')} t USING {view} m "
+                 f"ON t.person_id = m.old WHEN MATCHED THEN UPDATE SET t.person_id = m.new")
+            retry_on_conflict(lambda q=q: spark.sql(q), f"MERGE INTO silver.{table}")
     finally:
         spark.catalog.dropTempView(view)
     return n
@@ -237,24 +233,24 @@ def run(spark: SparkSession, settings: Settings, run_ids: list[str] | None = Non
         raise ValueError("give the ingest run ids to build from, or rebuild=True for all of bronze")
     with track_run(spark, settings, JOB, {"run_ids": run_ids, "rebuild": rebuild}) as result:
         key = load_key(settings)
-        root = staging_root(settings)
+        root = staging_root(settings, "clinical")
         source = bronze_input(spark, settings, None if rebuild else run_ids)
-        n = max(1, 2 * parallelism(spark))
         try:
-            counts = (source.repartition(n).mapInArrow(map_rows(key, root, result.run_id), COUNTS)
+            body = map_rows(key, root, result.run_id)
+            counts = (source.repartition(max(1, 2 * parallelism(spark))).mapInArrow(body, COUNTS)
                       .agg(*[F.sum(c).alias(c) for c in ("records", "mapped", "unmapped", "failed")])
                       .collect()[0])
             written: Counter = Counter()
             for table in TABLES:
-                files = staging.files(root, f"{result.run_id}/{table}")
+                files = staging.files(root, f"{result.run_id}/silver.{table}")
                 if files:
-                    rows = spark.read.parquet(*files)
+                    rows = spark.read.schema(get_table(f"silver.{table}").spark_schema()).parquet(*files)
                     written[table] = rows.count()
                     merge_records(spark, settings, rows, table)
-            for fmt, table in (("HL7v2", "quarantine.hl7"), ("FHIR", "quarantine.fhir")):
-                bad = staging.read(root, f"{result.run_id}/quarantine-{fmt}")
+            for table in QUARANTINE.values():
+                bad = staging.read(root, f"{result.run_id}/{table}")
                 if bad is not None:
-                    append(spark.createDataFrame(bad), settings, table)
+                    quarantine_rows(spark, settings, table, bad)
         finally:
             staging.clear(root, result.run_id)
         result.rows_read = int(counts.records or 0)

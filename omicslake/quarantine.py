@@ -12,9 +12,10 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from omicslake.settings import Settings
-from omicslake.writes import append, landed_checksums
+from omicslake.writes import append
 from schemas import get_table
 
 __all__ = ["Rejected", "quarantine_row", "quarantine_rows", "reject_lines", "stage_rejects"]
@@ -63,17 +64,25 @@ def stage_rejects(out, table: str, provenance: dict, rejected: list[Rejected]) -
 def quarantine_rows(spark: SparkSession, settings: Settings, table: str, rows) -> int:
     """Append quarantine rows (an Arrow table or a list of ``quarantine_row`` dicts).
 
-    A source checksum already in the table is not quarantined again, so a file that keeps
-    failing on every run (a BAM without its index) leaves its rows once.
+    A record already quarantined (same source checksum and location, the contract's keys) is
+    not written again, so a file that keeps failing on every run (a BAM without its index), or
+    a rebuild that meets the same bad record, leaves its row once.
     """
     rows = rows.to_pylist() if isinstance(rows, pa.Table) else list(rows)
     if not rows:
         return 0
-    done = landed_checksums(spark, settings, table, sorted({r["source_checksum"] for r in rows}))
-    fresh = [r for r in rows if r["source_checksum"] not in done]
+    done = _quarantined(spark, settings, table, sorted({r["source_checksum"] for r in rows}))
+    fresh = [r for r in rows if (r["source_checksum"], r["location"]) not in done]
     if fresh:
         append(spark.createDataFrame(fresh, get_table(table).spark_schema()), settings, table)
     return len(rows)
+
+
+def _quarantined(spark: SparkSession, settings: Settings, table: str, checksums: list[str]) -> set:
+    from omicslake.catalog import read_table
+
+    found = read_table(spark, settings, table).where(F.col("source_checksum").isin(checksums))
+    return {(r.source_checksum, r.location) for r in found.select("source_checksum", "location").collect()}
 
 
 def reject_lines(rejects, limit: int = 20) -> list[str]:
