@@ -113,7 +113,8 @@ def upsert(spark: SparkSession, settings: Settings, staged: Staged, feed: Feed, 
 
 
 FEED = Feed(JOB, SUFFIXES, landed_in=("bronze.fhir_resources", "quarantine.fhir"),
-            quarantine="quarantine.fhir", outputs=("bronze.fhir_resources",), parse=parse_piece, pieces=pieces, commit=upsert)
+            quarantine="quarantine.fhir", outputs=("bronze.fhir_resources",), parse=parse_piece,
+            pieces=pieces, commit=upsert)
 
 
 def run(spark: SparkSession, settings: Settings, paths: list[str], center_id: str) -> JobResult:
