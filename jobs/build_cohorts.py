@@ -36,7 +36,7 @@ from omicslake.delta_ops import adapter
 from omicslake.runs import JobResult, main_for, track_run
 from omicslake.settings import Settings
 from omicslake.tiers import RegistryError, registry
-from omicslake.writes import append, sync_rows, upsert_rows
+from omicslake.writes import append, retry_on_conflict, sync_rows, upsert_rows
 from schemas import cohort_features
 
 JOB = "build_cohorts"
@@ -302,10 +302,9 @@ def publish(
     version = write_members(spark, settings, d.id, members(spark, settings, d, steps[-1].events), run_id)
     if version == before and last is not None:
         version = int(last.version)  # nothing committed: the members are as last published
-    spark.sql(
-        f"DELETE FROM {path_ref(settings, 'gold.cohort_inclusion_stats')} "
-        f"WHERE cohort_definition_id = {int(d.id)} AND version = {int(version)}"
-    )
+    q = (f"DELETE FROM {path_ref(settings, 'gold.cohort_inclusion_stats')} "
+         f"WHERE cohort_definition_id = {int(d.id)} AND version = {int(version)}")
+    retry_on_conflict(lambda: spark.sql(q), "DELETE FROM gold.cohort_inclusion_stats")
     append(inclusion_stats(spark, settings, steps, d.id, version), settings, "gold.cohort_inclusion_stats")
     features_version = write_features(spark, settings, d)
     n = read_table(spark, settings, "gold.cohort").where(F.col("cohort_definition_id") == d.id).count()

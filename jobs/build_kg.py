@@ -46,7 +46,7 @@ from omicslake.errors import InputError
 from omicslake.kg_reads import EDGES, NODES, SOURCES, Release, releases
 from omicslake.runs import JobResult, main_for, track_run
 from omicslake.settings import Settings
-from omicslake.writes import append
+from omicslake.writes import append, retry_on_conflict
 from schemas import get_table
 
 JOB, LOAD_JOB = "build_kg", "load_kg"
@@ -278,9 +278,10 @@ def _delete_release(spark: SparkSession, settings: Settings, table: str, source:
     """Remove every row of one release (MERGE: no SQL text is built from the release name)."""
     view = f"kg_drop_{table.replace('.', '_')}"
     spark.createDataFrame([(source, release)], "source string, release string").createOrReplaceTempView(view)
+    q = (f"MERGE INTO {path_ref(settings, table)} t USING {view} s "
+         "ON t.source = s.source AND t.release = s.release WHEN MATCHED THEN DELETE")
     try:
-        spark.sql(f"MERGE INTO {path_ref(settings, table)} t USING {view} s "
-                  "ON t.source = s.source AND t.release = s.release WHEN MATCHED THEN DELETE")
+        retry_on_conflict(lambda: spark.sql(q), f"MERGE INTO {table}")
     finally:
         spark.catalog.dropTempView(view)
 
