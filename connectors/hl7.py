@@ -9,6 +9,17 @@ character, ``^~\\&#``, also required by v2.5.1 lab guides) and versions it has n
 (2.7.1, 2.9) or only thin ones (its 2.1 library lacks AL1). v2 only ever adds fields at the end
 of a segment, so such messages are handed to hl7apy with four encoding characters and the
 nearest structure version; the message itself, as sent, is what gets stored.
+
+hl7apy builds an object per field, component and subcomponent (3-5 ms a message on one core), so
+``validate`` asks it once per *layout* rather than once per message. In tolerant mode hl7apy's
+verdict depends only on the segment names, the version, the encoding characters and where the
+separators are: a value its datatype cannot read (a bad date or number) is kept as ST, never
+refused. So each segment is reduced to its layout (every non-blank value replaced by ``x``;
+separators, empty and blank values kept; MSH-1, MSH-2, MSH-9 and MSH-12 kept as sent), hl7apy
+parses each segment layout it has not seen yet (``parse_segment``) and each new combination of
+MSH and segment names (``parse_message``), and its verdict, error text included, is remembered.
+``tests/test_hl7_validation.py`` checks the verdicts against hl7apy's full parse of each message,
+on the shipped files and on hundreds of mutated ones.
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 # Declared MSH-12 version -> the hl7apy structure version it is parsed with.
 STRUCTURE_VERSION = {
@@ -131,19 +143,145 @@ def check_header(text: str) -> Header:
     return header
 
 
+def validate(text: str) -> Header:
+    """The header of a message hl7apy accepts; HL7Error says why a message cannot be accepted.
+    Gives the verdict of ``parse`` without building hl7apy's tree (see the module docstring)."""
+    header = check_header(text)
+    reason = _verdict(for_hl7apy(text, header.version))
+    if reason is not None:
+        raise HL7Error(f"hl7apy cannot parse it: {reason}", "AE", header.control_id)
+    return header
+
+
 def parse(text: str):
-    """Header plus the hl7apy message; HL7Error says why a message cannot be accepted."""
-    from hl7apy.consts import VALIDATION_LEVEL
+    """Header plus the hl7apy message; HL7Error says why a message cannot be accepted. The
+    message tree is built on first use: ``h, _ = parse(text)`` costs what ``validate`` costs."""
+    header = validate(text)
+    return header, LazyMessage(for_hl7apy(text, header.version))
+
+
+class LazyMessage:
+    """hl7apy's message for a text ``validate`` accepted, parsed when first used."""
+
+    __slots__ = ("_text", "_message")
+
+    def __init__(self, text: str):
+        self._text, self._message = text, None
+
+    @property
+    def message(self):
+        if self._message is None:
+            self._message = _hl7apy_parse(self._text)
+        return self._message
+
+    def __getattr__(self, name: str):
+        return getattr(self.message, name)
+
+    def __repr__(self) -> str:
+        return repr(self.message)
+
+
+# hl7apy's exceptions for text it refuses; anything else is a bug and propagates
+def _refusals() -> tuple[type[Exception], ...]:
     from hl7apy.exceptions import HL7apyException
+
+    return HL7apyException, ValueError, KeyError, IndexError
+
+
+def _hl7apy_parse(text: str):
+    from hl7apy.consts import VALIDATION_LEVEL
     from hl7apy.parser import parse_message
 
-    header = check_header(text)
-    try:
-        msg = parse_message(for_hl7apy(text, header.version), validation_level=VALIDATION_LEVEL.TOLERANT,
-                            find_groups=False)
-    except (HL7apyException, ValueError, KeyError, IndexError) as exc:
-        raise HL7Error(f"hl7apy cannot parse it: {exc}", "AE", header.control_id) from exc
-    return header, msg
+    return parse_message(text, validation_level=VALIDATION_LEVEL.TOLERANT, find_groups=False)
+
+
+# Verdicts already given, bounded so that memory stays flat on any feed (cleared when full):
+# (MSH-12, MSH-1, MSH-2, segment layout) -> None or hl7apy's error; (MSH-1, MSH-2, MSH-9, MSH-12,
+# the set of segment names) -> True once hl7apy has read a message with them; a message layout
+# hl7apy refuses -> its error.
+_SEGMENT_VERDICTS: dict[tuple, str | None] = {}
+_MESSAGE_LAYOUTS: dict[tuple, bool] = {}
+_MESSAGE_REFUSALS: dict[str, str] = {}
+_CACHE_LIMIT = 50_000
+_VALUES: dict[str, re.Pattern] = {}
+_MSH_KEPT = (0, 1, 8, 11)  # MSH, MSH-2, MSH-9, MSH-12 in MSH.split(MSH-1)
+
+
+def _values(separators: str) -> re.Pattern:
+    """Matches each non-blank value (from its first non-blank character) between separators."""
+    pattern = _VALUES.get(separators)
+    if pattern is None:
+        cls = re.escape(separators)
+        pattern = _VALUES[separators] = re.compile(f"[^{cls}\\s][^{cls}]*")
+    return pattern
+
+
+def _verdict(text: str) -> str | None:
+    """hl7apy's tolerant verdict on ``text`` (as ``for_hl7apy`` gives it): None if it parses,
+    else its error text, asking hl7apy only about layouts it has not judged yet.
+
+    ``parse_message`` (``find_groups=False``) reads MSH-1/2/9/12 and makes the message, parses
+    each segment on its own, in order, then adds them to the message, which looks only at their
+    names. So: once per MSH and set of segment names, hl7apy parses a skeleton (the MSH and each
+    name once); then each segment layout gets its own verdict, the first refusal wins. When the
+    skeleton is refused, the whole message layout goes to hl7apy, so the error is the one its
+    full parse gives."""
+    refusals = _refusals()
+    # as parse_message and parse_segments read it: message left-stripped, empty segments
+    # skipped, each segment stripped (a blank one is kept, as " ", and refused as hl7apy does)
+    segments = [s.strip() for s in text.lstrip().split("\r") if s]
+    msh = segments[0]
+    fs = msh[3]
+    fields = msh.split(fs)
+    encoding = fields[1]
+    values = _values(fs + encoding[:2] + encoding[3:4])
+    fields = [f if i in _MSH_KEPT else values.sub("x", f) for i, f in enumerate(fields)]
+    shaped = [fs.join(fields)] + [s[:4] + values.sub("x", s[4:]) if s else " " for s in segments[1:]]
+    version = fields[11] if len(fields) > 11 else ""
+    names = dict.fromkeys(s[:3] or " " for s in segments[1:])
+    message = (fs, encoding, fields[8] if len(fields) > 8 else None, version, min(len(fields), 12),
+               frozenset(names))
+    if message not in _MESSAGE_LAYOUTS:
+        try:
+            _hl7apy_parse("\r".join([shaped[0], *names]) + "\r")
+        except refusals:
+            whole = "\r".join(shaped) + "\r"
+            if whole not in _MESSAGE_REFUSALS:
+                try:
+                    _hl7apy_parse(whole)
+                    return None
+                except refusals as exc:
+                    _remember(_MESSAGE_REFUSALS, whole, str(exc))
+            return _MESSAGE_REFUSALS[whole]
+        _remember(_MESSAGE_LAYOUTS, message, True)
+    segment_args = None
+    for s in shaped:
+        key = (version, fs, encoding, s)
+        if key in _SEGMENT_VERDICTS:
+            reason = _SEGMENT_VERDICTS[key]
+        else:
+            if segment_args is None:
+                from hl7apy.consts import VALIDATION_LEVEL
+                from hl7apy.parser import get_message_info, parse_segment
+
+                chars, _, hl7apy_version = get_message_info(shaped[0])
+                segment_args = (parse_segment, hl7apy_version, chars, VALIDATION_LEVEL.TOLERANT)
+            parse_segment, *args = segment_args
+            try:
+                parse_segment(s.strip(), *args)
+                reason = None
+            except refusals as exc:
+                reason = str(exc)
+            _remember(_SEGMENT_VERDICTS, key, reason)
+        if reason is not None:
+            return reason
+    return None
+
+
+def _remember(cache: dict, key, value) -> None:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
 
 
 def for_hl7apy(text: str, version: str) -> str:
@@ -160,11 +298,19 @@ def for_hl7apy(text: str, version: str) -> str:
     return fs.join(f) + sep + rest
 
 
+_DTM = re.compile(r"(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.\d+)?([+-]\d{4})?")
+
+
 def hl7_timestamp(value: str | None) -> datetime | None:
     """DTM (YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ]) to a UTC datetime; None if absent or bad."""
     if not value:
         return None
-    m = re.fullmatch(r"(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.\d+)?([+-]\d{4})?", value.strip())
+    return _timestamp(value)
+
+
+@lru_cache(maxsize=4096)  # a message repeats its times (MSH-7, EVN, PV1, OBR, OBX ...)
+def _timestamp(value: str) -> datetime | None:
+    m = _DTM.fullmatch(value.strip())
     if not m:
         return None
     y, mo, d, h, mi, s, tz = m.groups()

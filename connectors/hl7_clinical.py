@@ -1,7 +1,9 @@
 """HL7 v2 messages (already accepted into bronze) to silver clinical records.
 
-The message is split with python-hl7 (fast, honours the message's own separators and
-escape sequences); hl7apy has already validated it on the way into bronze. Mapped segments:
+hl7apy has already validated the message on the way into bronze, so it is not parsed again
+here: ``Reader`` splits it on the message's own separators, only as far as each lookup needs,
+the way python-hl7 nests it (field, repetition, component, subcomponent; MSH-1 and MSH-2 whole),
+and unescapes values with python-hl7. Mapped segments:
 PID (identities and demographics), MRG (A40 merge), PV1 (encounters), DG1 (conditions),
 AL1 (allergies), OBR (diagnostic reports), OBX (observations, one per OBX), RXA/RXR
 (immunizations in VXU; medication administrations in RAS^O17), ORC + RXE/RXO + TQ1/RXR
@@ -15,8 +17,10 @@ breaks a rule the mapping relies on (an RXE without its required give code) rais
 from __future__ import annotations
 
 from datetime import date
+from types import SimpleNamespace
 
 import hl7
+from hl7.util import unescape
 
 from connectors.clinical_records import (
     Source,
@@ -57,48 +61,90 @@ GIVE_FIELDS = {"RXE": (2, 3, 4, 5), "RXO": (1, 2, 3, 4)}
 PHARMACY_ADMINISTRATION = {"RAS"}  # an RXA there is a medication given; in VXU (and elsewhere) a vaccination
 
 
+class Segment(list):
+    """One segment's fields as python-hl7 indexes them: ``seg[0]`` the name, ``seg[n]`` field n
+    as sent (for MSH, ``seg[1]`` the field separator and ``seg[2]`` the encoding characters).
+    ``kept`` is the field python-hl7 does not split further: MSH-2 (it holds the separators), or
+    the whole text of a segment without any separator."""
+
+    __slots__ = ("text", "kept")
+
+    def __init__(self, text: str, fs: str, separators: str):
+        self.text = text
+        if not any(c in text for c in separators):
+            super().__init__([text])
+            self.kept = 0
+        elif text[:3] in ("MSH", "BHS", "FHS"):
+            end = text.find(text[3], 4)
+            rest = text[end + 1:]
+            super().__init__([text[:3], text[3], text[4:end]] + (rest.split(fs) if rest else []))
+            self.kept = 2
+        else:
+            super().__init__(text.split(fs))
+            self.kept = None
+
+
 class Reader:
     """Positional access (1-based field, repetition, component, subcomponent), unescaped."""
 
     def __init__(self, text: str):
-        self.msg = hl7.parse(text)
-        encoding = str(self.msg.segment("MSH")[2])
+        msg = text.strip()
+        if msg[:3] not in ("MSH", "FHS", "BHS"):
+            raise hl7.ParseException(f"First segment is {msg[:3]}, must be one of MHS, FHS or BHS")
+        seps = msg[3:msg.find(msg[3], 4)]  # as python-hl7's create_parse_plan reads them
+        fs = seps[0]
+        self.comp, self.rep = seps[1:2] or "^", seps[2:3] or "~"
+        self.sub, esc = seps[4:5] or "&", seps[3:4] or "\\"
+        splits = fs + self.rep + self.comp + self.sub
+        self.msg = [Segment(s, fs, splits) for s in msg.split("\r")]
+        self._escapes = SimpleNamespace(esc=esc, separators="\r" + splits)
+        self.separators = splits + esc + seps[5:6]  # all that decides what a segment's text reads as
+        encoding = next((s for s in self.msg if s[0] == "MSH"), None)
+        if encoding is None:
+            raise KeyError("MSH")
+        encoding = encoding[2]
         # python-hl7 knows no \P\ (v2.7 escaped truncation character); it drops unknown escapes.
         self._app_map = {"P": encoding[4]} if len(encoding) > 4 else None
 
     def segments(self, name: str) -> list:
-        return [s for s in self.msg if str(s[0]) == name]
+        return [s for s in self.msg if s[0] == name]
 
     def first(self, name: str):
-        found = self.segments(name)
-        return found[0] if found else None
+        for s in self.msg:
+            if s[0] == name:
+                return s
+        return None
 
     def get(self, seg, field: int, rep: int = 1, comp: int = 1, sub: int = 1) -> str | None:
         if seg is None:
             return None
         try:
-            x = seg[field]
+            value = seg[field]
         except IndexError:
             return None
-        for idx in (rep, comp, sub):
-            if isinstance(x, str):
-                if idx != 1:
-                    return None
-                continue
-            if len(x) < idx:
+        if field == seg.kept:
+            if rep != 1 or comp != 1 or sub != 1:
                 return None
-            x = x[idx - 1]
-        value = self.msg.unescape(str(x), self._app_map) if isinstance(x, str) else None
-        return value if value not in (None, "", '""') else None
+        else:
+            # a value without the separator is its own single part, which only index 1 reaches
+            for sep, idx in ((self.rep, rep), (self.comp, comp), (self.sub, sub)):
+                if idx != 1 or sep in value:
+                    parts = value.split(sep)
+                    if len(parts) < idx:
+                        return None
+                    value = parts[idx - 1]
+        if self._escapes.esc in value:
+            value = unescape(self._escapes, value, self._app_map)
+        return value if value not in ("", '""') else None
 
     def reps(self, seg, field: int) -> int:
         if seg is None:
             return 0
         try:
-            x = seg[field]
+            value = seg[field]
         except IndexError:
             return 0
-        return 1 if isinstance(x, str) else len(x)
+        return 1 if field == seg.kept else value.count(self.rep) + 1
 
 
 def _date(value: str | None) -> date | None:
@@ -128,9 +174,26 @@ def _xtn(r: Reader, seg, field: int, i: int) -> str | None:
     return r.get(seg, field, i, 12) or r.get(seg, field, i, 1) or parts or None
 
 
+# PID segment as sent (with the message's separators, center and key) -> its linkage features: a
+# patient's PID comes back in each of their messages, and the features (pinyin, Bloom filters,
+# keyed hashes) cost more than the rest of the mapping. Bounded, so memory stays flat.
+_PID_FEATURES: dict[tuple, dict] = {}
+_PID_FEATURES_LIMIT = 20_000
+
+
 def _pid_features(r: Reader, pid, src: Source, ids: list[tuple[str, str, str | None]]) -> dict:
     """Keyed linkage features of every PID-5 name, PID-7/8, every PID-11 address, PID-13/14
     phones and a resident ID among the PID-3 repetitions; the clear values stay here."""
+    key = (src.key, src.center_id, r.separators, pid.text)
+    found = _PID_FEATURES.get(key)
+    if found is None:
+        if len(_PID_FEATURES) >= _PID_FEATURES_LIMIT:
+            _PID_FEATURES.clear()
+        found = _PID_FEATURES[key] = _pid_features_of(r, pid, src, ids)
+    return found
+
+
+def _pid_features_of(r: Reader, pid, src: Source, ids: list[tuple[str, str, str | None]]) -> dict:
     names = [(r.get(pid, 5, i, 1), r.get(pid, 5, i, 2)) for i in range(1, r.reps(pid, 5) + 1)]
     addresses = [" ".join(p for p in (r.get(pid, 11, i, c) for c in (4, 3, 9, 1, 2)) if p)
                  for i in range(1, r.reps(pid, 11) + 1)]
