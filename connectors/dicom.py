@@ -12,24 +12,52 @@ cannot parse is rejected, with ``DicomError``.
 
 from __future__ import annotations
 
+import base64
+import copy
 import hashlib
 import io
 import json
+import struct
 import warnings
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pydicom
-from pydicom.dataelem import RawDataElement
+from pydicom import config as pd_config
+from pydicom import valuerep
+from pydicom.charset import custom_encoders, default_encoding
+from pydicom.charset import need_tail_escape_sequence_encodings as need_tail_escape
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import _determine_encoding, write_data_element, write_file_meta_info
+from pydicom.hooks import hooks as pd_hooks
 from pydicom.multival import MultiValue
 from pydicom.pixels.utils import get_expected_length
-from pydicom.uid import UID
+from pydicom.tag import tag_in_exception
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pydicom.valuerep import (
+    EXPLICIT_VR_LENGTH_32,
+    IS,
+    MAX_VALUE_LEN,
+    VALIDATORS,
+    validate_type_and_length,
+    validate_value,
+)
 
 SUFFIXES = (".dcm", ".DCM", ".dicom", ".zip", ".ZIP", ".ima", ".IMA")
 ARCHIVE_SEP = "!/"  # archive.zip!/member.dcm, as in jar: URIs
+
+
+_LENGTH_ONLY = (None, validate_type_and_length)  # SH, LO, ST, LT (length), UC, UT (none)
+_LUT_DESCRIPTOR_TAGS = {0x00281101, 0x00281102, 0x00281103, 0x00283002}  # pydicom writes value 1 as US
+_DEFAULT_VR_HOOK = pd_hooks.raw_element_vr
+_DEFAULT_VALUE_HOOK = pd_hooks.raw_element_value
 
 
 class DicomError(ValueError):
@@ -80,37 +108,88 @@ def iter_sources(path: str) -> Iterator[Source]:
             yield Source(uri, data)
 
 
+@dataclass
+class Instance:
+    """A dataset read and checked, with the DICOM JSON of its public elements decoded so far.
+
+    Public elements pydicom decodes the plain way are left raw in the dataset (decoded only for
+    their JSON), so a copy written from it keeps their bytes as sent, and nothing decodes them
+    twice.
+    """
+
+    dataset: pydicom.Dataset
+    decoded: dict = field(default_factory=dict)  # (id(dataset), tag) -> DICOM JSON of the element
+
+    def header_json(self) -> str:
+        return json.dumps(_json_dict(self.dataset, self.decoded), separators=(",", ":"))
+
+
 def read_dataset(data: bytes) -> pydicom.Dataset:
-    """The dataset in ``data``, checked to be whole; DicomError says why it cannot be read.
+    """The dataset in ``data``, checked to be whole; DicomError says why it cannot be read."""
+    return read_instance(data).dataset
+
+
+def read_instance(data: bytes) -> Instance:
+    """The instance in ``data``, checked to be whole; DicomError says why it cannot be read.
 
     The pixel data is sliced from the buffer, not decoded, so this stays cheap for large
     instances; a cut-off file is caught by the pixel data being shorter than its header says.
     """
+    decoded: dict = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        try:
-            ds = pydicom.dcmread(io.BytesIO(data))
-            pixels = ds.get("PixelData")
-        except InvalidDicomError as exc:
-            raise DicomError(f"not a DICOM file: {exc}") from exc
-        except Exception as exc:  # whatever pydicom cannot parse is corrupt, whichever way it fails
-            raise DicomError(f"truncated or corrupt DICOM: {type(exc).__name__}: {exc}") from exc
-        _decode_public(ds)
+        ds = _parse(data)
+        _check_public(ds, decoded)
     cut = [str(w.message) for w in caught if "End of file" in str(w.message) or "truncated" in str(w.message)]
     if cut:
         raise DicomError(f"truncated DICOM: {cut[0]}")
-    for raw in list(ds._dict.values()):
+    for raw in list(ds._dict.values()):  # private (public ones were decoded or checked above)
         if (
             isinstance(raw, RawDataElement)
+            and raw.tag.is_private
             and raw.length != 0xFFFFFFFF
             and len(raw.value or b"") < raw.length
         ):
             raise DicomError(
                 f"truncated DICOM: element {raw.tag} has {len(raw.value or b'')} of {raw.length} bytes"
             )
+    with as_read(ds):
+        _check_keys_and_pixels(ds)
+    return Instance(ds, decoded)
+
+
+@contextmanager
+def as_read(ds: pydicom.Dataset):
+    """Elements only read inside the block (not sequences) are put back raw afterwards, so the
+    copy written later still carries them as sent rather than re-encoded."""
+    before = {tag: elem for tag, elem in ds._dict.items() if isinstance(elem, RawDataElement)}
+    try:
+        yield ds
+    finally:
+        for tag, raw in before.items():
+            now = ds._dict.get(tag)
+            if now is not None and now is not raw and not (isinstance(now, DataElement) and now.VR == "SQ"):
+                ds._dict[tag] = raw
+
+
+def _parse(data: bytes) -> pydicom.Dataset:
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        with as_read(ds):
+            ds.get("PixelData")
+    except InvalidDicomError as exc:
+        raise DicomError(f"not a DICOM file: {exc}") from exc
+    except Exception as exc:  # whatever pydicom cannot parse is corrupt, whichever way it fails
+        raise DicomError(f"truncated or corrupt DICOM: {type(exc).__name__}: {exc}") from exc
+    return ds
+
+
+def _check_keys_and_pixels(ds: pydicom.Dataset) -> None:
+    """The three UIDs are there, and native pixel data is as long as the header says."""
     for attr in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
         if not _text(_tag_value(ds, attr)):
             raise DicomError(f"{attr} is missing")
+    pixels = ds.get("PixelData")
     encapsulated = _encapsulated(ds)
     if pixels is not None and not encapsulated:
         expected = _pixel_bytes(ds)
@@ -118,27 +197,33 @@ def read_dataset(data: bytes) -> pydicom.Dataset:
             raise DicomError(f"truncated DICOM: pixel data has {len(pixels)} of {expected} bytes")
     if pixels is not None and encapsulated and not bytes(pixels[:4]) == b"\xfe\xff\x00\xe0":
         raise DicomError("pixel data is not encapsulated although the transfer syntax is compressed")
-    return ds
 
 
-def _decode_public(ds: pydicom.Dataset) -> None:
+def _check_public(ds: pydicom.Dataset, decoded: dict) -> None:
     """Decode every public element now, so one pydicom cannot decode is named here.
 
     pydicom decodes lazily; an element it cannot decode at all (an unknown VR, a binary value
     whose length is not a multiple of its size) would otherwise fail later, in the mapping.
-    Private elements stay raw: de-identification removes them without decoding.
+    An element of the plain kinds (see ``plain_json``) is decoded for its JSON only and stays
+    raw; the others are decoded by pydicom, in place. Private elements stay raw:
+    de-identification removes them without decoding.
     """
-    for tag in list(ds.keys()):
+    plain = _plain_config()
+    for tag, raw in list(ds._dict.items()):
         if tag.is_private:
             continue
         try:
+            entry = plain_json(ds, raw) if plain and isinstance(raw, RawDataElement) else None
+            if entry is not None:
+                decoded[(id(ds), tag)] = entry
+                continue
             elem = ds[tag]
             items = list(elem.value or []) if elem.VR == "SQ" else []
         except Exception as exc:
             raise DicomError(f"corrupt DICOM: element {tag} cannot be decoded: {type(exc).__name__}: "
                              f"{exc}") from exc
         for item in items:
-            _decode_public(item)
+            _check_public(item, decoded)
 
 
 def _pixel_bytes(ds: pydicom.Dataset) -> int:
@@ -189,24 +274,33 @@ def header_json(ds: pydicom.Dataset) -> str:
     without a value, as pydicom's ``suppress_invalid_tags`` would drop it, rather than losing the
     instance or the rest of the header.
     """
-    return json.dumps(_json_dict(ds), separators=(",", ":"))
+    return json.dumps(_json_dict(ds, {}), separators=(",", ":"))
 
 
 def _bulk(elem) -> str:
     return f"{len(elem.value or b'')} bytes"
 
 
-def _json_dict(ds: pydicom.Dataset) -> dict:
+def _json_dict(ds: pydicom.Dataset, decoded: dict) -> dict:
     out = {}
+    plain = _plain_config()
+    creators: dict[int, bool] = {}
     for tag in list(ds.keys()):
         key = f"{tag:08X}"
+        entry = decoded.get((id(ds), tag))
+        raw = ds._dict[tag]
+        if entry is None and plain and isinstance(raw, RawDataElement):
+            entry = plain_json(ds, raw) if _creator_decodes(ds, tag, creators) else None
+        if entry is not None:
+            out[key] = entry
+            continue
         try:
             elem = ds[tag]
         except Exception:  # a private element pydicom cannot decode: unknown, without a value
             out[key] = {"vr": "UN"}
             continue
         if elem.VR == "SQ":
-            items = [_json_dict(item) for item in (elem.value or [])]
+            items = [_json_dict(item, decoded) for item in (elem.value or [])]
             out[key] = {"vr": "SQ", **({"Value": items} if items else {})}
             continue
         try:
@@ -217,8 +311,311 @@ def _json_dict(ds: pydicom.Dataset) -> dict:
     return out
 
 
+def _creator_decodes(ds: pydicom.Dataset, tag: int, known: dict[int, bool]) -> bool:
+    """Whether pydicom, decoding a private element, can read its Private Creator (it fails the
+    element when not); public elements have none. ``known`` keeps the answers per creator."""
+    if not (tag >> 16) & 1:
+        return True
+    creator = (tag & 0xFFFF0000) | ((tag & 0xFFFF) >> 8)
+    if creator == tag or creator not in ds._dict:
+        return True
+    if creator not in known:
+        try:
+            _ = ds[creator].value
+            known[creator] = True
+        except Exception:
+            known[creator] = False
+    return known[creator]
+
+
+# --- the plain elements, decoded straight from their bytes -------------------------------------
+#
+# pydicom decodes an element through hooks, a DataElement and the Dataset's bookkeeping, about
+# 20 microseconds each; a CT header holds hundreds (most of them private). For the plain cases
+# below the value is decoded here the way pydicom's converters decode it (the same codecs,
+# splitting, stripping and value classes, so the same validation warnings) and turned into
+# DICOM JSON as DataElement.to_json_dict does. Anything else (PN, AT, SQ, UN, an implicit VR
+# pydicom must look up or correct, ISO 2022 escapes, a value that does not decode cleanly)
+# returns None and goes through pydicom. tests/test_dicom_json.py checks both give the same.
+
+NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d", "SV": "q", "UV": "Q"}
+BYTES_VRS = {"OB", "OD", "OF", "OL", "OV", "OW"}
+STRING_VRS = {"AS", "CS", "DA", "DT", "TM"}  # pydicom's convert_string: default charset, split
+MULTI_TEXT_VRS = {"SH", "LO", "UC"}  # convert_text: the dataset's charset, split, validated
+SINGLE_TEXT_VRS = {"ST", "LT", "UT"}  # convert_single_string: not split
+BULK_THRESHOLD = (256 // 4) * 3  # bytes above which to_json_dict gives a BulkDataURI
+
+
+def _plain_config() -> bool:
+    """Whether pydicom decodes the way plain_json assumes (its defaults)."""
+    return not (
+        pd_config.datetime_conversion or pd_config.use_DS_numpy or pd_config.use_IS_numpy
+        or pd_config.use_none_as_empty_text_VR_value or pd_config.data_element_callback
+        or pd_hooks.raw_element_kwargs or pd_hooks.raw_element_vr is not _DEFAULT_VR_HOOK
+        or pd_hooks.raw_element_value is not _DEFAULT_VALUE_HOOK
+    )
+
+
+def plain_json(ds: pydicom.Dataset, raw: RawDataElement) -> dict | None:
+    """DICOM JSON of a raw element of a plain kind, as pydicom would give it; else None."""
+    vr = _plain_vr(raw)
+    data = raw.value
+    if vr is None or data is None:
+        return None
+    if not data:
+        return {"vr": vr}
+    try:
+        if vr in NUMBER_FORMATS:
+            return _numbers_json(vr, data, raw.is_little_endian)
+        if vr in BYTES_VRS:
+            if len(data) > BULK_THRESHOLD:
+                return {"vr": vr, "BulkDataURI": f"{len(data)} bytes"}
+            return {"vr": vr, "InlineBinary": base64.b64encode(data).decode("utf-8")}
+        items = _text_items(ds, vr, data)
+    except Exception:  # pydicom has its own way with it (a retry under other VRs, ...)
+        return None
+    return None if items is None else _values_json(vr, items)
+
+
+def _plain_vr(raw: RawDataElement) -> str | None:
+    """The VR pydicom gives the element, where it needs no lookup in the dataset."""
+    vr = raw.VR
+    if vr is None:  # implicit VR: the dictionary's, unless private, unknown or ambiguous
+        if raw.tag.is_private:
+            return None
+        try:
+            vr = dictionary_VR(raw.tag)
+        except KeyError:
+            return None
+    return vr if vr in _PLAIN_VRS else None
+
+
+def _numbers_json(vr: str, data: bytes, little: bool) -> dict | None:
+    fmt = NUMBER_FORMATS[vr]
+    size = struct.calcsize("=" + fmt)
+    if len(data) % size:
+        return None
+    values = struct.unpack(f"{'<' if little else '>'}{len(data) // size}{fmt}", data)
+    return {"vr": vr, "Value": list(values)}
+
+
+def _text_items(ds: pydicom.Dataset, vr: str, data: bytes, mode: int | None = None) -> list | None:
+    """The values pydicom's converter makes of ``data`` (a list, one per value), validated in
+    ``mode`` (pydicom's reading mode by default, so with its warnings)."""
+    mode = pd_config.settings.reading_validation_mode if mode is None else mode
+    if vr in MULTI_TEXT_VRS or vr in SINGLE_TEXT_VRS:
+        text = _charset_text(ds, data)
+        if text is None:
+            return None
+        values = text.split("\\") if vr in MULTI_TEXT_VRS else [text]
+        for value in values:
+            if VALIDATORS.get(vr) not in _LENGTH_ONLY or len(value) > MAX_VALUE_LEN.get(vr, len(value)):
+                validate_value(vr, value, mode)  # warns (a str can only be too long for these)
+        return [value.rstrip("\0 ") for value in values]
+    text = data.decode(default_encoding)
+    if vr in STRING_VRS:
+        return text.rstrip(" \x00").split("\\")
+    if vr == "AE":
+        return [value.strip() for value in text.split("\\")]
+    if vr == "UI":
+        return [UID(value, mode) for value in text.rstrip("\0 ").rstrip(" \x00").split("\\")]
+    if vr == "UR":
+        return [text.rstrip()]
+    if vr == "IS":
+        return [IS(value, mode) for value in text.rstrip(" \x00").split("\\")]
+    return [valuerep.DSclass(value, validation_mode=mode)  # DS
+            for value in text.strip().rstrip(" \x00").split("\\")]
+
+
+def _charset_text(ds: pydicom.Dataset, data: bytes) -> str | None:
+    """``data`` decoded as pydicom's decode_bytes does without escape sequences, or None."""
+    if b"\x1b" in data:
+        return None
+    encodings = ds.original_character_set or ds._character_set or [default_encoding]
+    encoding = encodings if isinstance(encodings, str) else encodings[0]
+    try:
+        return data.decode(encoding)
+    except (LookupError, UnicodeError):  # pydicom warns and replaces: leave it to pydicom
+        return None
+
+
+def _values_json(vr: str, items: list) -> dict | None:
+    """DataElement.to_json_dict of a value pydicom would hold as ``items`` (one, or a MultiValue)."""
+    if len(items) == 1:
+        value = items[0]
+        vm = (1 if value else 0) if isinstance(value, str) else 1
+    else:
+        vm = len(items)
+    if not vm:
+        return {"vr": vr}
+    try:  # convert_to_python_number: ints for IS, floats for DS, the rest as they are
+        if vr == "IS":
+            return {"vr": vr, "Value": [int(v) for v in items]}
+        if vr == "DS":
+            return {"vr": vr, "Value": [float(v) for v in items]}
+        return {"vr": vr, "Value": list(items)}
+    except Exception:
+        return None
+
+
+def rewrites_as_sent(ds: pydicom.Dataset, raw: RawDataElement) -> bool:
+    """Whether pydicom, decoding ``raw`` and writing it back in the same encoding, writes the
+    bytes that were sent, so the raw element can be written as it is.
+
+    Not so for a value pydicom pads or strips differently (an odd length, extra padding, a
+    space before a backslash), one it does not decode the plain way, or one read in another
+    encoding than its dataset's; those are decoded.
+    """
+    vr, data = _plain_vr(raw), raw.value
+    if vr is None or data is None or not _plain_config():
+        return False
+    if (raw.is_implicit_VR, raw.is_little_endian) != ds.original_encoding:
+        return False  # read in another encoding than the dataset's (a body that belies its meta)
+    if not raw.is_implicit_VR and vr != raw.VR:
+        return False  # an explicit VR pydicom could not read: the dictionary's is written instead
+    if not data:
+        return True
+    try:
+        if vr in NUMBER_FORMATS:
+            return _numbers_rewrite(vr, raw.tag, data, raw.is_little_endian)
+        if vr in BYTES_VRS:
+            return len(data) % 2 == 0
+        items = _text_items(ds, vr, data, pd_config.IGNORE)
+        return items is not None and _encoded(ds, vr, items) == data
+    except Exception:
+        return False
+
+
+def _numbers_rewrite(vr: str, tag, data: bytes, little: bool) -> bool:
+    fmt = NUMBER_FORMATS[vr]
+    size = struct.calcsize("=" + fmt)
+    if len(data) % size or (vr == "SS" and tag in _LUT_DESCRIPTOR_TAGS):
+        return False
+    if vr not in ("FL", "FD"):
+        return True
+    layout = f"{'<' if little else '>'}{len(data) // size}{fmt}"
+    return struct.pack(layout, *struct.unpack(layout, data)) == data  # a NaN may not come back
+
+
+def _encoded(ds: pydicom.Dataset, vr: str, items: list) -> bytes | None:
+    """The value bytes pydicom's writers make of a value held as ``items`` (None: not known here)."""
+    if len(items) == 1 and isinstance(items[0], str) and not items[0]:
+        return b""  # empty: nothing is written
+    if vr in MULTI_TEXT_VRS or vr in SINGLE_TEXT_VRS:
+        encodings = ds.original_character_set or ds._character_set or [default_encoding]
+        encodings = [encodings] if isinstance(encodings, str) else encodings
+        if len(encodings) > 1 or encodings[0] in custom_encoders or encodings[0] in need_tail_escape:
+            return None  # pydicom's encoder may add escape sequences: let it decode and write
+        out = b"\\".join(item.encode(encodings[0]) for item in items)
+        return out + b" " if len(out) % 2 else out
+    text = "\\".join(item.original_string if hasattr(item, "original_string") else str(item)
+                     for item in items)
+    if len(text) % 2:
+        text += "\0" if vr == "UI" else " "
+    return text.encode(default_encoding)
+
+
+_PLAIN_VRS = (set(NUMBER_FORMATS) | BYTES_VRS | STRING_VRS | MULTI_TEXT_VRS | SINGLE_TEXT_VRS
+              | {"AE", "UI", "UR", "IS", "DS"})
+
+
+# --- writing: a dataset whose untouched elements are still raw --------------------------------
+
+
+def encode(ds: pydicom.Dataset) -> bytes:
+    """The bytes ``ds.save_as(..., enforce_file_format=False)`` writes, written faster.
+
+    pydicom writes an element through a buffer and a handful of calls, about ten microseconds
+    even for a raw element it only copies. Here the raw elements of the dataset (those the
+    de-identification left as sent, see ``rewrites_as_sent``) are framed with one ``struct``
+    call each; everything else (the file meta, decoded elements, sequences) is written by
+    pydicom's own functions. A case this does not cover (deflate, a dataset to be re-encoded in
+    another transfer syntax or character set, a value pydicom would turn to UN) is handed to
+    pydicom whole, so the bytes are pydicom's either way.
+    """
+    try:
+        out = _encode_fast(ds)
+    except Exception:
+        out = None
+    if out is None:
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=False)
+        return buf.getvalue()
+    return out
+
+
+def _encode_fast(ds: pydicom.Dataset) -> bytes | None:
+    """dcmwrite(enforce_file_format=False), for a dataset written in the encoding it was read in."""
+    if any(t >> 16 in (0, 2) for t in ds._dict):
+        return None  # pydicom refuses these: let it say so
+    file_meta = ds.file_meta if hasattr(ds, "file_meta") else FileMetaDataset()
+    if "FileMetaInformationGroupLength" in file_meta:  # the one element writing it changes
+        file_meta = copy.deepcopy(file_meta)
+    tsyntax = file_meta.get("TransferSyntaxUID", None)
+    encoding = _determine_encoding(ds, tsyntax, None, None, False)
+    preamble = getattr(ds, "preamble", None)
+    if (encoding == (True, False) or tsyntax == DeflatedExplicitVRLittleEndian
+            or (preamble and len(preamble) != 128) or encoding != ds.original_encoding
+            or ds.original_character_set != ds._character_set):
+        return None
+    if tsyntax and not tsyntax.is_private and tsyntax.is_transfer_syntax and "PixelData" in ds:
+        ds["PixelData"].is_undefined_length = tsyntax.is_compressed
+    fp = DicomBytesIO()
+    fp.is_implicit_VR, fp.is_little_endian = encoding
+    if preamble:
+        fp.write(preamble)
+        fp.write(b"DICM")
+    if file_meta:
+        write_file_meta_info(fp, file_meta, enforce_standard=False)
+    return _write_body(fp, ds)
+
+
+def _write_body(fp: DicomBytesIO, ds: pydicom.Dataset) -> bytes | None:
+    """write_dataset(fp, ds), raw elements framed here and the others written by pydicom."""
+    implicit, little = fp.is_implicit_VR, fp.is_little_endian
+    end = "<" if little else ">"
+    charset = ds.get("SpecificCharacterSet", default_encoding)
+    parts = [fp.getvalue()]
+    for tag in sorted(ds._dict):
+        if tag & 0xFFFF == 0 and tag >> 16 > 6:
+            continue  # retired group lengths are not written
+        elem = ds._dict[tag]
+        framed = _framed(elem, implicit, end) if isinstance(elem, RawDataElement) else None
+        if framed is None:
+            one = DicomBytesIO()
+            one.is_implicit_VR, one.is_little_endian = implicit, little
+            with tag_in_exception(tag):
+                write_data_element(one, ds.get_item(tag), charset)
+            framed = one.getvalue()
+        parts.append(framed)
+    return b"".join(parts)
+
+
+def _framed(raw: RawDataElement, implicit: bool, end: str) -> bytes | None:
+    """A raw element as write_data_element writes it (its value as it is), or None to let
+    pydicom write it (undefined length, no usable VR, a value too long for its length field)."""
+    value, vr = raw.value, raw.VR
+    if value is None or raw.length == 0xFFFFFFFF:
+        return None
+    tag = struct.pack(f"{end}HH", raw.tag >> 16, raw.tag & 0xFFFF)
+    if implicit:
+        return tag + struct.pack(f"{end}L", len(value)) + value
+    if vr is None or len(vr) != 2:
+        return None
+    if vr in EXPLICIT_VR_LENGTH_32:
+        return tag + vr.encode() + struct.pack(f"{end}HL", 0, len(value)) + value
+    if len(value) > 0xFFFF:
+        return None
+    return tag + vr.encode() + struct.pack(f"{end}H", len(value)) + value
+
+
 def key_tags(ds: pydicom.Dataset) -> dict:
     """The typed columns: text as sent (multiple values joined by ``\\``), numbers or NULL."""
+    with as_read(ds):
+        return _key_tags(ds)
+
+
+def _key_tags(ds: pydicom.Dataset) -> dict:
     meta = getattr(ds, "file_meta", None)
     frames = _tag_value(ds, "NumberOfFrames")
     text = {

@@ -10,6 +10,8 @@ the choices the lake needs:
 - dates and times are shifted back by a per-person number of days (intervals kept), or kept,
   as configured (Retain Longitudinal Temporal Information options);
 - private tags are removed; nested sequences get the same treatment;
+- it is one pass over the dataset: each element's action is one dict lookup, each sequence's
+  items are visited once, and an element the profile leaves alone is not even decoded;
 - Patient Identity Removed, De-identification Method (+ code sequence) and Longitudinal
   Temporal Information Modified are set.
 """
@@ -23,21 +25,28 @@ from datetime import date, datetime, timedelta
 
 from dicomanonymizer.dicomfields_selector import dicom_anonymization_database_selector
 from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
+from pydicom.valuerep import AMBIGUOUS_VR
+
+from connectors.dicom import as_read, rewrites_as_sent
 
 PROFILE_DB = "dicomfields_2026c"
 MODALITIES_WITH_BURNED_IN_TEXT = {"US", "SC", "XA", "ES", "OT", "DOC", "SM", "XC", "GM", "OP"}
 _PATIENT_ID, _PATIENT_NAME = Tag(0x0010, 0x0020), Tag(0x0010, 0x0010)
+_PATIENT = frozenset({0x00100020, 0x00100010})  # ints: a set lookup, no Tag.__eq__ per element
 _KEEP_AFTER = {Tag(0x0012, 0x0062), Tag(0x0012, 0x0063), Tag(0x0012, 0x0064), Tag(0x0028, 0x0303)}
 
 
-def _table() -> dict[Tag, str]:
-    """Tag -> the action applied here: D (dummy), Z (empty), X (remove) or U (new UID)."""
+def _table() -> tuple[dict[Tag, str], list[tuple[int, int, int, int, str]]]:
+    """Tag -> the action applied here: D (dummy), Z (empty), X (remove) or U (new UID); and the
+    repeating groups as (group, element, group mask, element mask, action), in the table's order."""
     db = dicom_anonymization_database_selector(PROFILE_DB)
-    out: dict[Tag, str] = {}
+    exact: dict[Tag, str] = {}
+    masked: list[tuple[int, int, int, int, str]] = []
     for category, action in (
         ("D_TAGS", "D"),
         ("Z_TAGS", "Z"),
@@ -51,21 +60,52 @@ def _table() -> dict[Tag, str]:
     ):
         for entry in db[category]:
             if len(entry) == 2:
-                out[Tag(*entry)] = action
+                exact[Tag(*entry)] = action
             else:  # repeating groups: (group, element, group mask, element mask)
-                MASKED.append((*entry, action))
-    return out
+                masked.append((*entry, action))
+    return exact, masked
 
 
-MASKED: list[tuple[int, int, int, int, str]] = []
-ACTIONS = _table()
+ACTIONS, MASKED = _table()
 
 
-def action_for(tag: Tag) -> str | None:
-    found = ACTIONS.get(tag)
+def _lookup() -> tuple[dict[int, str], dict[int, str], list[tuple[int, int, int, int, str]]]:
+    """The table as two dicts: one keyed by tag (the exact entries, and the repeating-group
+    entries that name one element, expanded over their groups), one keyed by group (entries for
+    every element of a group); entries of another shape are kept to be tried in order.
+
+    An exact entry wins over a repeating group, and an earlier repeating group over a later
+    one, as in ``action_for``'s walk of the table.
+    """
+    by_tag: dict[int, str] = {}
+    by_group: dict[int, str] = {}
+    others: list[tuple[int, int, int, int, str]] = []
+    for group, elem, gmask, emask, action in MASKED:
+        groups = [g for g in range(0x10000) if g & gmask == group]
+        if others or emask not in (0, 0xFFFF) or (emask == 0 and elem != 0):
+            others.append((group, elem, gmask, emask, action))  # from here on, tried in order
+        elif emask == 0xFFFF:
+            for g in groups:
+                if g not in by_group:  # an earlier whole-group entry already decides
+                    by_tag.setdefault(g << 16 | elem, action)
+        else:
+            for g in groups:
+                by_group.setdefault(g, action)
+    by_tag.update(ACTIONS)
+    return by_tag, by_group, others
+
+
+_BY_TAG, _BY_GROUP, _OTHER_MASKS = _lookup()
+
+
+def action_for(tag: int) -> str | None:
+    """The profile's action for ``tag``: one dict lookup (two for a repeating group)."""
+    found = _BY_TAG.get(tag)
     if found is None:
-        for group, elem, gmask, emask, action in MASKED:
-            if tag.group & gmask == group and tag.element & emask == elem:
+        found = _BY_GROUP.get(tag >> 16)
+    if found is None:
+        for group, elem, gmask, emask, action in _OTHER_MASKS:
+            if (tag >> 16) & gmask == group and tag & 0xFFFF & emask == elem:
                 return action
     return found
 
@@ -133,53 +173,85 @@ DUMMY = {
 
 
 BINARY_NUMBER_VRS = {"US", "SS", "UL", "SL", "FL", "FD"}  # emptied as no value, not ""
+DATE_VRS = ("DA", "DT", "TM")
 
 
-def _apply(ds: Dataset, cfg: DeidConfig, person: str, days: int) -> None:
-    for elem in list(ds):
-        action = action_for(elem.tag)
-        if elem.VR == "SQ" and action is None:
-            for item in elem.value or []:
-                _apply(item, cfg, person, days)
-            continue
-        if elem.tag in (_PATIENT_ID, _PATIENT_NAME):  # in its dictionary VR, whatever was sent
-            ds.add_new(elem.tag, dictionary_VR(elem.tag), person)
-        elif action is None:
-            continue
-        elif elem.VR in ("DA", "DT", "TM"):  # shifted, or kept, as configured; times of day stay
-            if cfg.shift_dates and elem.VR != "TM":
-                elem.value = _shift(str(elem.value or ""), elem.VR, days)
-        elif action in ("U", "XU") and elem.VR == "UI":
-            if elem.VM > 1:
-                elem.value = [new_uid(cfg.key, str(v)) for v in elem.value]
-            elif elem.value:
-                elem.value = new_uid(cfg.key, str(elem.value))
-        elif action in ("X", "XU"):
-            del ds[elem.tag]
-        elif action == "Z":
-            elem.value = Sequence() if elem.VR == "SQ" else (None if elem.VR in BINARY_NUMBER_VRS else "")
-        elif action == "D":
-            if elem.VR == "SQ":
-                elem.value = Sequence()
-            elif elem.VR in DUMMY:
-                elem.value = DUMMY[elem.VR]
-            else:
-                del ds[elem.tag]
+@dataclass(frozen=True)
+class _Pass:
+    """What one de-identification pass needs to know: the key, the person and the date shift."""
+
+    cfg: DeidConfig
+    person: str
+    days: int
 
 
-def _remove_private(ds: Dataset) -> None:
-    """Remove private elements without decoding them (pydicom's remove_private_tags decodes each,
-    and a private element in a VR pydicom does not know would stop the instance).
+def _scrub(ds: Dataset, p: _Pass) -> None:
+    """De-identify ``ds`` in one pass over its elements, its sequences' items recursed once.
 
-    Command (0000) and file meta (0002) elements found in the dataset body belong to a DIMSE
-    message or the file header, and pydicom refuses to write them there; they go too.
+    Each element's action comes from one lookup in the table. Private elements, and command
+    (0000) and file meta (0002) elements found in the dataset body (they belong to a DIMSE
+    message or the file header, and pydicom refuses to write them there), are removed without
+    being decoded (pydicom's remove_private_tags decodes each, and a private element in a VR
+    pydicom does not know would stop the instance). An element the profile leaves alone is not
+    decoded either, unless it is a sequence, so the copy keeps its bytes as they were sent.
     """
-    for tag in list(ds.keys()):
-        if tag.is_private or tag.group in (0x0000, 0x0002):
+    for tag, elem in list(ds._dict.items()):
+        group = tag >> 16
+        if group & 1 or group in (0x0000, 0x0002):
             del ds[tag]
-        elif ds[tag].VR == "SQ":
+            continue
+        action = action_for(tag)
+        if action is None and _vr(ds, tag, elem) == "SQ":
             for item in ds[tag].value or []:
-                _remove_private(item)
+                _scrub(item, p)
+        elif tag in _PATIENT:  # PatientID, PatientName: in its dictionary VR, whatever was sent
+            ds.add_new(tag, dictionary_VR(tag), p.person)
+        elif action is not None:
+            _act(ds, tag, action, _vr(ds, tag, elem), p)
+        kept = ds._dict.get(tag)
+        if isinstance(kept, RawDataElement) and not rewrites_as_sent(ds, kept):
+            ds[tag]  # decoded, so the copy holds it as pydicom writes it (padded, stripped)
+
+
+def _act(ds: Dataset, tag: Tag, action: str, vr: str, p: _Pass) -> None:
+    """Apply ``action`` to the element ``tag`` of VR ``vr`` (decoding it only to change it)."""
+    if vr in DATE_VRS:  # shifted, or kept, as configured; times of day stay
+        if p.cfg.shift_dates and vr != "TM":
+            elem = ds[tag]
+            elem.value = _shift(str(elem.value or ""), vr, p.days)
+    elif action in ("U", "XU") and vr == "UI":
+        elem = ds[tag]
+        if elem.VM > 1:
+            elem.value = [new_uid(p.cfg.key, str(v)) for v in elem.value]
+        elif elem.value:
+            elem.value = new_uid(p.cfg.key, str(elem.value))
+    elif action in ("X", "XU"):
+        del ds[tag]
+    elif action == "Z":
+        ds[tag].value = Sequence() if vr == "SQ" else (None if vr in BINARY_NUMBER_VRS else "")
+    elif action == "D":
+        if vr == "SQ":
+            ds[tag].value = Sequence()
+        elif vr in DUMMY:
+            ds[tag].value = DUMMY[vr]
+        else:
+            del ds[tag]
+
+
+def _vr(ds: Dataset, tag: Tag, elem) -> str:
+    """The VR pydicom gives the element when it decodes it, without decoding where it can tell:
+    an explicit VR as sent (but UN, which pydicom may replace), or an implicit one from the
+    dictionary (unless ambiguous, or not there)."""
+    if isinstance(elem, RawDataElement):
+        vr = elem.VR
+        if vr is None:
+            try:
+                vr = dictionary_VR(tag)
+            except KeyError:
+                vr = None
+        if vr is not None and vr != "UN" and vr not in AMBIGUOUS_VR:
+            return vr
+    return ds[tag].VR
 
 
 def _new_file_meta(ds: Dataset) -> FileMetaDataset:
@@ -203,11 +275,11 @@ def _new_file_meta(ds: Dataset) -> FileMetaDataset:
 
 def deidentify(ds: Dataset, cfg: DeidConfig, person: str) -> DeidResult:
     """De-identify ``ds`` in place (file meta included) for the person it belongs to."""
-    burned = str(ds.get("BurnedInAnnotation", "")).upper() == "YES"
-    risk = burned or str(ds.get("Modality", "")).upper() in MODALITIES_WITH_BURNED_IN_TEXT
+    with as_read(ds):
+        burned = str(ds.get("BurnedInAnnotation", "")).upper() == "YES"
+        risk = burned or str(ds.get("Modality", "")).upper() in MODALITIES_WITH_BURNED_IN_TEXT
     days = date_shift(cfg.key, person, cfg.max_shift_days) if cfg.shift_dates else 0
-    _remove_private(ds)
-    _apply(ds, cfg, person, days)
+    _scrub(ds, _Pass(cfg, person, days))
     if getattr(ds, "file_meta", None) is not None:
         ds.file_meta = _new_file_meta(ds)
     ds.PatientIdentityRemoved = "YES"

@@ -218,21 +218,24 @@ def _layout(data: bytes) -> list[tuple[int | None, int, int, str]]:
     return out
 
 
-def mutated_inputs() -> dict[str, bytes]:
-    """Seeded mutations (bad VR, bad length, bit flip, insertion, cut) of a few files."""
-    rnd = random.Random(20261123)
+MUTATED_VRS = (b"XX", b"UN", b"SQ", b"OB", b"US", b"FD", b"IS", b"DS", b"UI", b"PN", b"AT", b"LO", b"DA")
+
+
+def mutated_inputs(seed: int = 20261123, count: int = MUTATIONS, vrs: tuple = MUTATED_VRS) -> dict:
+    """Seeded mutations (bad VR, bad length, bit flip, insertion, cut) of a few files; the
+    defaults make the pinned corpus."""
+    rnd = random.Random(seed)
     sources = {name: (PYDICOM_DATA / ("charset_files" if name.startswith("chr") else "test_files")
                       / name).read_bytes() for name in MUTATED_FROM}
     layouts = {name: _layout(data) for name, data in sources.items()}
     out = {}
-    for i in range(MUTATIONS):
+    for i in range(count):
         name = MUTATED_FROM[i % len(MUTATED_FROM)]
         b = bytearray(sources[name])
         vr_at, len_at, size, order = rnd.choice(layouts[name])
         kind = rnd.choice(("vr", "len", "flip", "insert", "cut"))
         if kind == "vr" and vr_at is not None:
-            b[vr_at:vr_at + 2] = rnd.choice((b"XX", b"UN", b"SQ", b"OB", b"US", b"FD", b"IS", b"DS", b"UI",
-                                             b"PN", b"AT", b"LO", b"DA"))
+            b[vr_at:vr_at + 2] = rnd.choice(vrs)
         elif kind in ("vr", "len"):
             lengths = (0, 1, 3, 7, 0xFFFF, *((0xFFFFFFFF, 0x7FFFFFFF) if size == 4 else ()))
             b[len_at:len_at + size] = rnd.choice(lengths).to_bytes(size, order)
@@ -246,6 +249,16 @@ def mutated_inputs() -> dict[str, bytes]:
             del b[rnd.randrange(132, len(b)):]
         out[f"mutated/{i:03d}_{kind}_{name}"] = bytes(b)
     return out
+
+
+# Beyond the pinned corpus (for the tests that hold the new code to pydicom's own ways): more
+# mutations, and VR bytes pydicom cannot read at all.
+WIDER_VRS = (*MUTATED_VRS, b"\x00\x00", b"  ", b"ZZ", b"OW", b"SS", b"UT", b"ST", b"CS", b"TM", b"DT", b"FL",
+             b"UL", b"SL", b"OF", b"SH", b"AE", b"UC", b"UR", b"AS")
+
+
+def more_mutations() -> dict[str, bytes]:
+    return {f"more/{k}": v for k, v in mutated_inputs(seed=7, count=800, vrs=WIDER_VRS).items()}
 
 
 # --- what is pinned ---------------------------------------------------------------------------
