@@ -3,6 +3,11 @@
 fhir.resources 8.x defaults to R5; its ``R4B`` models are the nearest to R4 it ships, so
 resources are validated against those. Each resource comes with where it was found (``line N``
 of an NDJSON file, ``entry N`` of a Bundle) so a rejected one can be traced.
+
+NDJSON is read a line at a time (lines end at ``\n``, as the ingest counts them when it cuts a file
+into pieces), each line parsed once; a resource's raw JSON is its line as received. Validation
+(``validate``) is the cost that stays: call it once per resource, and map silver rows from the
+raw JSON without validating again.
 """
 
 from __future__ import annotations
@@ -23,22 +28,13 @@ class Found:
 
 def iter_resources(path: str, data: bytes) -> Iterator[Found]:
     """Every resource in a Bundle, a single resource, or an NDJSON file."""
+    if path.endswith((".ndjson", ".jsonl")):
+        yield from _ndjson(data)
+        return
     text = data.decode("utf-8", errors="replace").lstrip("\ufeff")
     stripped = text.strip()
-    if path.endswith((".ndjson", ".jsonl")) or ("\n{" in stripped and not stripped.startswith("[")
-                                                 and _is_ndjson(stripped)):
-        for n, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield Found(f"line {n}", line, None, f"invalid JSON: {exc.msg} at column {exc.colno}")
-                continue
-            except (ValueError, RecursionError) as exc:
-                yield Found(f"line {n}", line[:10000], None, f"unreadable JSON: {_brief(exc)}")
-                continue
-            yield from _unbundle(obj, f"line {n}", line)
+    if "\n{" in stripped and not stripped.startswith("[") and _is_ndjson(stripped):
+        yield from _ndjson(data)
         return
     try:
         obj = json.loads(text)
@@ -50,6 +46,31 @@ def iter_resources(path: str, data: bytes) -> Iterator[Found]:
         yield Found("offset 0", text[:10000], None, f"unreadable JSON: {_brief(exc)}")
         return
     yield from _unbundle(obj, "resource", text)
+
+
+def _ndjson(data: bytes) -> Iterator[Found]:
+    """One resource (or Bundle) per line; the whole buffer is never decoded or split at once."""
+    start, n, size = 0, 0, len(data)
+    if data.startswith(b"\xef\xbb\xbf"):
+        start = 3
+    while start < size:
+        end = data.find(b"\n", start)
+        if end < 0:
+            end = size
+        n += 1
+        line = data[start:end].decode("utf-8", errors="replace").strip()
+        start = end + 1
+        if not line:
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield Found(f"line {n}", line, None, f"invalid JSON: {exc.msg} at column {exc.colno}")
+            continue
+        except (ValueError, RecursionError) as exc:
+            yield Found(f"line {n}", line[:10000], None, f"unreadable JSON: {_brief(exc)}")
+            continue
+        yield from _unbundle(obj, f"line {n}", line, as_received=True)
 
 
 def _brief(exc: Exception) -> str:
@@ -67,7 +88,9 @@ def _is_ndjson(text: str) -> bool:
         return False
 
 
-def _unbundle(obj, location: str, raw: str) -> Iterator[Found]:
+def _unbundle(obj, location: str, raw: str, as_received: bool = False) -> Iterator[Found]:
+    """The resources of ``obj``; a resource that is the whole of ``raw`` (an NDJSON line,
+    ``as_received``) keeps it as its raw JSON, the others are written compactly."""
     if not isinstance(obj, dict):
         yield Found(location, raw, None, "not a JSON object")
         return
@@ -84,7 +107,7 @@ def _unbundle(obj, location: str, raw: str) -> Iterator[Found]:
             else:
                 yield Found(where, json.dumps(res, separators=(",", ":")), res, None)
         return
-    yield Found(location, json.dumps(obj, separators=(",", ":")), obj, None)
+    yield Found(location, raw if as_received else json.dumps(obj, separators=(",", ":")), obj, None)
 
 
 def validate(resource: dict) -> tuple[str, str, datetime | None, str | None]:
