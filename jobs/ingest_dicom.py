@@ -30,39 +30,31 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-from pyspark.sql import DataFrame, SparkSession, Window
-from pyspark.sql import functions as F
-from pyspark.sql.pandas.types import from_arrow_schema
 
 from omicslake import staging
-from omicslake.catalog import path_ref, table_uri
 from omicslake.errors import InputError
-from omicslake.persons import to_master
-from omicslake.pseudonym import load_key
-from omicslake.quarantine import reject_lines
-from omicslake.runs import JobResult, main_for, track_run
-from omicslake.session import parallelism
-from omicslake.settings import Settings
-from omicslake.writes import merge_new
-from schemas import get_table
 
+# Spark, the contracts and the lake's bookkeeping are imported where they are used: the worker
+# processes import this module to map files and need none of them.
 if TYPE_CHECKING:
     import pydicom
+    from pyspark.sql import DataFrame, SparkSession
 
     from connectors.dicom import Source
     from connectors.dicom_deid import DeidConfig, DeidResult
+    from omicslake.runs import JobResult
+    from omicslake.settings import Settings
 
 JOB = "ingest_dicom"
 FILES_PER_TASK = 32
 CHUNK_FILES = 8  # files a worker process maps per call: small enough to spread a task's files
 COPY_BYTES_PER_FLUSH = 64 << 20  # copies held before their rows are checked and they are written
 COUNT_SCHEMA = pa.schema([("instances", pa.int64()), ("accepted", pa.int64()), ("quarantined", pa.int64())])
-COUNTS = from_arrow_schema(COUNT_SCHEMA)
 # What the tasks stage, by staging folder, in the order the driver commits it.
 STAGED = (
     ("bronze", "bronze.dicom_instances"),
@@ -70,6 +62,19 @@ STAGED = (
     ("silver", "silver.imaging_instances"),
 )
 THUMBNAIL_COLUMNS = ("series_instance_uid", "thumbnail_uri")  # of silver.imaging_series
+
+
+def counts_schema():
+    """The Spark schema of the count row each task returns."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(COUNT_SCHEMA)
+
+
+def arrow_schema(table: str) -> pa.Schema:
+    from schemas import get_table
+
+    return get_table(table).arrow_schema()
 
 
 def staging_root(settings: Settings) -> str:
@@ -217,18 +222,57 @@ def map_instance(src: Source, cfg: DeidConfig, key: bytes, center_id: str, run_i
                  base: str, now: datetime) -> Mapped:
     """``map_rows`` with the rows checked against the contracts, one Arrow row each."""
     m = map_rows(src, cfg, key, center_id, run_id, curated, base, now)
-    return Mapped(_batch(m.bronze, "bronze.dicom_instances"), _batch(m.silver, "silver.imaging_instances"),
-                  m.copy, m.folder, m.name)
+    return Mapped(_batch(m.bronze, arrow_schema("bronze.dicom_instances")),
+                  _batch(m.silver, arrow_schema("silver.imaging_instances")), m.copy, m.folder, m.name)
 
 
-def _batch(row: dict, table: str) -> pa.RecordBatch:
+def _batch(row: dict, schema: pa.Schema) -> pa.RecordBatch:
     """One row as Arrow, so a value that does not fit the contract fails this instance only."""
-    return pa.RecordBatch.from_pylist([row], schema=get_table(table).arrow_schema())
+    return pa.RecordBatch.from_pylist([row], schema=schema)
 
 
 def rejected(src: Source, reason: str, run_id: str, center_id: str, now: datetime) -> pa.RecordBatch:
     """The quarantine row of one file or member, as Arrow."""
-    return _batch(quarantine_row(src, reason, run_id, center_id, now), "quarantine.dicom")
+    return _batch(quarantine_row(src, reason, run_id, center_id, now), arrow_schema("quarantine.dicom"))
+
+
+# --- rows against the contracts, without pyarrow ----------------------------------------------
+#
+# pyarrow, converting Python values, first imports pandas (1-2 s, and memory) to rule out pandas
+# objects. The worker processes check each row in plain Python instead: a row whose values are
+# of the column's Python type (an int within its Arrow range, a str that encodes as UTF-8) is
+# one pyarrow converts; only a row that is not gets pyarrow's own verdict (and its message).
+# The task, where pandas is loaded anyway, builds the Arrow tables.
+
+_KINDS = {pa.string(): (str, None), pa.int32(): (int, 2**31), pa.int64(): (int, 2**63),
+          pa.bool_(): (bool, None), pa.date32(): (date, None)}
+
+
+def plain_columns(schema: pa.Schema) -> list[tuple[str, type | None, int | None]]:
+    """(column, Python type, bound of an int) of each column; type None: only None is known to fit."""
+    out = []
+    for f in schema:
+        kind, bound = (datetime, None) if pa.types.is_timestamp(f.type) else _KINDS.get(f.type, (None, None))
+        out.append((f.name, kind, bound))
+    return out
+
+
+def fits(row: dict, columns: list) -> bool:
+    """Whether pyarrow surely converts ``row`` into the columns (False: maybe not)."""
+    for name, kind, bound in columns:
+        value = row.get(name)
+        if value is None:
+            continue
+        if type(value) is not kind:
+            return False
+        if bound is not None and not -bound <= value < bound:
+            return False
+        if kind is str and not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+    return True
 
 
 # --- a chunk of files: what a worker process (or the task itself) does ------------------------
@@ -247,18 +291,23 @@ class ChunkJob:
     schemas: dict  # staging folder -> Arrow schema of its table, from the contracts
     env: dict = field(default_factory=dict)  # the task's environment (storage credentials ...)
 
+    @property
+    def columns(self) -> dict:
+        return {name: plain_columns(schema) for name, schema in self.schemas.items()}
+
 
 @dataclass
 class ChunkOut:
-    """The staged rows of a chunk, by staging folder, and how many instances it held."""
+    """The rows of a chunk by staging folder (dicts that fit the contracts), and how many
+    instances it held."""
 
-    tables: dict
+    rows: dict
     instances: int
 
 
 def chunk_job(key: bytes, shift_dates: bool, curated: str, run_id: str, center_id: str) -> ChunkJob:
     return ChunkJob(key, shift_dates, curated, run_id, center_id, datetime.now(UTC),
-                    {name: get_table(table).arrow_schema() for name, table in STAGED}, dict(os.environ))
+                    {name: arrow_schema(table) for name, table in STAGED}, dict(os.environ))
 
 
 def map_paths(job: ChunkJob, paths: list[str]) -> ChunkOut:
@@ -290,8 +339,7 @@ def map_paths(job: ChunkJob, paths: list[str]) -> ChunkOut:
             if sum(len(m.copy) for _, m in pending) > COPY_BYTES_PER_FLUSH:
                 _flush(job, fs, base, pending, rows)
     _flush(job, fs, base, pending, rows)
-    tables = {name: pa.Table.from_pylist(found, schema=job.schemas[name]) for name, found in rows.items()}
-    return ChunkOut(tables, n)
+    return ChunkOut(rows, n)
 
 
 class _Unreadable(Exception):
@@ -299,24 +347,15 @@ class _Unreadable(Exception):
 
 
 def _flush(job: ChunkJob, fs, base: str, pending: list, rows: dict) -> None:
-    """Check the pending rows against the contracts (all at once; one by one if that fails, so
-    a value that does not fit quarantines its own instance only), then write their copies."""
-    try:
-        pa.Table.from_pylist([m.bronze for _, m in pending], schema=job.schemas["bronze"])
-        pa.Table.from_pylist([m.silver for _, m in pending], schema=job.schemas["silver"])
-        accepted = pending
-    except Exception:
-        accepted = []
-        for src, m in pending:
-            try:
-                _batch(m.bronze, "bronze.dicom_instances")
-                _batch(m.silver, "silver.imaging_instances")
-                accepted.append((src, m))
-            except Exception as exc:
-                rows["quarantine"].append(
-                    quarantine_row(src, failure_reason(exc), job.run_id, job.center_id, job.now))
+    """Check the pending rows against the contracts (a value that does not fit quarantines its
+    own instance only), then write the copies of those that fit."""
+    columns = job.columns
     made: set[str] = set()
-    for _, m in accepted:
+    for src, m in pending:
+        reason = _misfit(job, columns, m)
+        if reason is not None:
+            rows["quarantine"].append(quarantine_row(src, reason, job.run_id, job.center_id, job.now))
+            continue
         if m.folder not in made:
             fs.create_dir(f"{base}/{m.folder}", recursive=True)
             made.add(m.folder)
@@ -325,6 +364,18 @@ def _flush(job: ChunkJob, fs, base: str, pending: list, rows: dict) -> None:
         rows["bronze"].append(m.bronze)
         rows["silver"].append(m.silver)
     pending.clear()
+
+
+def _misfit(job: ChunkJob, columns: dict, m: MappedRows) -> str | None:
+    """Why the instance's rows do not fit their contracts (pyarrow's words), or None."""
+    if fits(m.bronze, columns["bronze"]) and fits(m.silver, columns["silver"]):
+        return None
+    try:
+        _batch(m.bronze, job.schemas["bronze"])
+        _batch(m.silver, job.schemas["silver"])
+    except Exception as exc:
+        return failure_reason(exc)
+    return None
 
 
 def _use_env(env: dict) -> None:
@@ -346,14 +397,15 @@ def mapping_workers(spark: SparkSession, settings: Settings) -> int:
     """Worker processes to map files with: on the embedded engine, whose tasks share this one
     Python process, one per task slot; elsewhere none (a task is a process of its own).
     ``OMICSLAKE_DICOM_WORKERS`` sets the number (0: map in the tasks)."""
+    from omicslake.session import parallelism
+
     if os.environ.get("OMICSLAKE_DICOM_WORKERS"):
         return max(0, int(os.environ["OMICSLAKE_DICOM_WORKERS"]))
     return parallelism(spark) if settings.engine == "local" else 0
 
 
-# What a worker needs, imported once by the forkserver the workers are forked from (pandas:
-# pyarrow imports it on the first timestamp it converts, 1-2 s).
-WORKER_MODULES = (__name__, "connectors.dicom", "connectors.dicom_deid", "omicslake.pseudonym", "pandas")
+# What a worker needs, imported once by the forkserver the workers are forked from.
+WORKER_MODULES = (__name__, "connectors.dicom", "connectors.dicom_deid", "omicslake.pseudonym")
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
@@ -406,14 +458,16 @@ def map_chunks(job: ChunkJob, paths: list[str], workers: int) -> list[ChunkOut]:
         raise
 
 
-def stage(root: str, run_id: str, outs: list[ChunkOut]) -> dict[str, int]:
+def stage(root: str, job: ChunkJob, outs: list[ChunkOut]) -> dict[str, int]:
     """Write the task's rows, one Parquet file per staging folder; the counts of the task."""
     part = f"{uuid.uuid4().hex}.parquet"
+    count = {}
     for name, _ in STAGED:
-        table = pa.concat_tables([o.tables[name] for o in outs]) if outs else None
-        if table is not None and table.num_rows:
-            staging.write_table(root, f"{run_id}/{name}", part, table)
-    count = {name: sum(o.tables[name].num_rows for o in outs) for name, _ in STAGED}
+        rows = [row for out in outs for row in out.rows[name]]
+        count[name] = len(rows)
+        if rows:
+            staging.write_table(root, f"{job.run_id}/{name}", part,
+                                pa.Table.from_pylist(rows, schema=job.schemas[name]))
     return {"instances": sum(o.instances for o in outs), "accepted": count["bronze"],
             "quarantined": count["quarantine"]}
 
@@ -430,7 +484,7 @@ def process_files(key: bytes, shift_dates: bool, root: str, curated: str, run_id
     def body(batches):
         paths = [p for batch in batches for p in batch.column("path").to_pylist()]
         job = chunk_job(key, shift_dates, curated, run_id, center_id)
-        counts = stage(root, run_id, map_chunks(job, paths, workers))
+        counts = stage(root, job, map_chunks(job, paths, workers))
         yield pa.RecordBatch.from_pylist([counts], schema=COUNT_SCHEMA)
 
     return body
@@ -440,7 +494,7 @@ def process_files(key: bytes, shift_dates: bool, root: str, curated: str, run_id
 
 
 def thumbnail_schema() -> pa.Schema:
-    full = get_table("silver.imaging_series").arrow_schema()
+    full = arrow_schema("silver.imaging_series")
     return pa.schema([full.field(c) for c in THUMBNAIL_COLUMNS])
 
 
@@ -469,6 +523,8 @@ def render_thumbnails(batches):
 
 def studies_instances(spark: SparkSession, settings: Settings, touched: DataFrame) -> DataFrame:
     """Every ``silver.imaging_instances`` row of the studies ``touched`` has instances of."""
+    from omicslake.catalog import table_uri
+
     studies = touched.select("study_instance_uid").distinct()
     return (spark.read.format("delta").load(table_uri(settings, "silver.imaging_instances"))
             .join(studies, "study_instance_uid"))
@@ -476,6 +532,8 @@ def studies_instances(spark: SparkSession, settings: Settings, touched: DataFram
 
 def series_rows(inst: DataFrame) -> DataFrame:
     """Instances -> one row per series: modality, body part, counts, burned-in risk."""
+    from pyspark.sql import functions as F
+
     return inst.groupBy("series_instance_uid", "study_instance_uid", "person_id", "center_id").agg(
         F.first("modality", ignorenulls=True).alias("modality"),
         F.first("body_part", ignorenulls=True).alias("body_part"),
@@ -487,6 +545,9 @@ def series_rows(inst: DataFrame) -> DataFrame:
 
 def middle_instances(inst: DataFrame) -> DataFrame:
     """Instances -> (series uid, copy URI) of each series' middle instance, by instance number."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
     order = Window.partitionBy("series_instance_uid").orderBy(
         F.coalesce("instance_number", F.lit(0)), "sop_instance_uid")
     ranked = inst.withColumn("_n", F.row_number().over(order))
@@ -498,12 +559,18 @@ def middle_instances(inst: DataFrame) -> DataFrame:
 
 def thumbnails(spark: SparkSession, middle: DataFrame) -> DataFrame:
     """(series uid, copy URI) -> (series uid, thumbnail URI), rendered in Spark tasks."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    from omicslake.session import parallelism
+
     return middle.repartition(max(1, 2 * parallelism(spark))).mapInArrow(
         render_thumbnails, from_arrow_schema(thumbnail_schema()))
 
 
 def study_rows(inst: DataFrame) -> DataFrame:
     """Instances -> one row per study: first date, modalities, series and instance counts."""
+    from pyspark.sql import functions as F
+
     return inst.groupBy("study_instance_uid", "person_id", "center_id").agg(
         F.min("study_date").alias("study_date"),
         F.array_join(F.array_sort(F.collect_set("modality")), ",").alias("modalities"),
@@ -514,6 +581,10 @@ def study_rows(inst: DataFrame) -> DataFrame:
 
 def refresh_hierarchy(spark: SparkSession, settings: Settings, touched: DataFrame) -> None:
     """Recompute the series and study rows (counts, thumbnails) of the studies in ``touched``."""
+    from pyspark.sql import functions as F
+
+    from omicslake.writes import merge_new
+
     inst = studies_instances(spark, settings, touched)
     now = F.current_timestamp()
     series = (series_rows(inst).join(thumbnails(spark, middle_instances(inst)), "series_instance_uid", "left")
@@ -527,6 +598,17 @@ def run(
     spark: SparkSession, settings: Settings, paths: list[str], center_id: str, shift_dates: bool = True
 ) -> JobResult:
     """Ingest DICOM files, folders and zip archives of one center."""
+    from pyspark.sql import functions as F
+
+    from omicslake.catalog import path_ref
+    from omicslake.persons import to_master
+    from omicslake.pseudonym import load_key
+    from omicslake.quarantine import reject_lines
+    from omicslake.runs import track_run
+    from omicslake.session import parallelism
+    from omicslake.writes import merge_new
+    from schemas import get_table
+
     files = find_files(paths)
     if not files:
         raise InputError(f"no files found in {paths}")
@@ -544,7 +626,7 @@ def run(
         )
         try:
             c = (
-                plan.mapInArrow(body, COUNTS)
+                plan.mapInArrow(body, counts_schema())
                 .agg(*[F.sum(x).alias(x) for x in ("instances", "accepted", "quarantined")])
                 .collect()[0]
             )
@@ -595,4 +677,6 @@ def _args(p) -> None:
 
 
 if __name__ == "__main__":
+    from omicslake.runs import main_for
+
     main_for(run, _args, __doc__)
