@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
+if TYPE_CHECKING:  # the row builder is imported by light worker processes: no engine at import
+    from pyspark.sql import SparkSession
 
-from omicslake.settings import Settings
-from omicslake.writes import append
-from schemas import get_table
+    from omicslake.settings import Settings
 
 __all__ = ["Rejected", "quarantine_row", "quarantine_rows", "reject_lines", "stage_rejects"]
 
@@ -57,6 +55,8 @@ def quarantine_row(rejected: Rejected, provenance: dict, at: datetime | None = N
 
 def stage_rejects(out, table: str, provenance: dict, rejected: list[Rejected]) -> None:
     """Stage a task's rejections (``out`` is a ``staging.writers``) for the driver to commit."""
+    from schemas import get_table
+
     now = datetime.now(UTC)
     out.write(table, get_table(table).arrow_schema(), [quarantine_row(r, provenance, now) for r in rejected])
 
@@ -68,7 +68,10 @@ def quarantine_rows(spark: SparkSession, settings: Settings, table: str, rows) -
     not written again, so a file that keeps failing on every run (a BAM without its index), or
     a rebuild that meets the same bad record, leaves its row once.
     """
-    rows = rows.to_pylist() if isinstance(rows, pa.Table) else list(rows)
+    from omicslake.writes import append
+    from schemas import get_table
+
+    rows = rows.to_pylist() if hasattr(rows, "to_pylist") else list(rows)
     if not rows:
         return 0
     done = _quarantined(spark, settings, table, sorted({r["source_checksum"] for r in rows}))
@@ -79,6 +82,8 @@ def quarantine_rows(spark: SparkSession, settings: Settings, table: str, rows) -
 
 
 def _quarantined(spark: SparkSession, settings: Settings, table: str, checksums: list[str]) -> set:
+    from pyspark.sql import functions as F
+
     from omicslake.catalog import read_table
 
     found = read_table(spark, settings, table).where(F.col("source_checksum").isin(checksums))
