@@ -11,7 +11,7 @@ Example:
     >>> with tempfile.NamedTemporaryFile("wb", suffix=".ndjson", delete=False) as fh:
     ...     _ = fh.write(b'{"a":1}\\n{"a":2}\\n{"a":3}\\n')
     >>> [(p.start, p.end, p.first_line) for p in line_pieces(fh.name, "sha256", 8)]
-    [(0, 8, 1), (8, 16, 2), (16, 24, 3)]
+    [(0, 16, 1), (16, None, 3)]
     >>> os.unlink(fh.name)
 """
 

@@ -101,3 +101,13 @@ def test_a_file_cut_into_pieces_lands_once_with_file_relative_locations(fresh_la
     assert sorted(x.line for x in q.select("line").collect()) == bad
     assert read_table(spark, s, "bronze.fhir_resources").count() == 300 - blank - len(bad)
     assert ingest_fhir.run(spark, s, [str(path)], "PRV-N").status == "skipped"
+
+
+def test_the_docstring_examples_run():
+    import doctest
+
+    from omicslake import quarantine
+
+    for module in (ingest, quarantine):
+        failed, tried = doctest.testmod(module)
+        assert tried and not failed, module.__name__
