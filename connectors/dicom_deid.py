@@ -38,7 +38,6 @@ PROFILE_DB = "dicomfields_2026c"
 MODALITIES_WITH_BURNED_IN_TEXT = {"US", "SC", "XA", "ES", "OT", "DOC", "SM", "XC", "GM", "OP"}
 _PATIENT_ID, _PATIENT_NAME = Tag(0x0010, 0x0020), Tag(0x0010, 0x0010)
 _PATIENT = frozenset({0x00100020, 0x00100010})  # ints: a set lookup, no Tag.__eq__ per element
-_KEEP_AFTER = {Tag(0x0012, 0x0062), Tag(0x0012, 0x0063), Tag(0x0012, 0x0064), Tag(0x0028, 0x0303)}
 
 
 def _table() -> tuple[dict[Tag, str], list[tuple[int, int, int, int, str]]]:

@@ -147,13 +147,13 @@ def silver_row(result: DeidResult, tags: dict, prov: dict, deid_uri: str, size: 
 def quarantine_row(src: Source, reason: str, run_id: str, center_id: str, now: datetime) -> dict:
     """``quarantine.dicom``: a file or member; an unreadable one is keyed by its URI."""
     from connectors.dicom import sha256
+    from omicslake.quarantine import Rejected
+    from omicslake.quarantine import quarantine_row as row
 
-    return {
-        "center_id": center_id, "source_uri": src.uri,
-        "source_checksum": sha256(src.uri.encode()) if src.error else sha256(src.data),
-        "location": src.uri.rsplit("/", 1)[-1], "line": None, "reason": reason,
-        "raw": src.data[:256].hex() or None, "ingest_run_id": run_id, "quarantined_at": now,
-    }
+    checksum = sha256(src.uri.encode()) if src.error else sha256(src.data)
+    prov = {"center_id": center_id, "source_uri": src.uri, "source_checksum": checksum,
+            "ingest_run_id": run_id}
+    return row(Rejected(reason, src.uri.rsplit("/", 1)[-1], src.data[:256].hex() or None), prov, now)
 
 
 def failure_reason(exc: Exception) -> str:
