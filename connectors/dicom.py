@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import struct
+import sys
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ from pydicom import config as pd_config
 from pydicom import valuerep
 from pydicom.charset import custom_encoders, default_encoding
 from pydicom.charset import need_tail_escape_sequence_encodings as need_tail_escape
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import FileMetaDataset
 from pydicom.errors import InvalidDicomError
@@ -45,7 +46,9 @@ from pydicom.valuerep import (
     EXPLICIT_VR_LENGTH_32,
     IS,
     MAX_VALUE_LEN,
+    STR_VR_REGEXES,
     VALIDATORS,
+    DSfloat,
     validate_type_and_length,
     validate_value,
 )
@@ -162,13 +165,14 @@ def read_instance(data: bytes) -> Instance:
 def as_read(ds: pydicom.Dataset):
     """Elements only read inside the block (not sequences) are put back raw afterwards, so the
     copy written later still carries them as sent rather than re-encoded."""
-    before = {tag: elem for tag, elem in ds._dict.items() if isinstance(elem, RawDataElement)}
+    before = dict(ds._dict)
     try:
         yield ds
     finally:
         for tag, raw in before.items():
             now = ds._dict.get(tag)
-            if now is not None and now is not raw and not (isinstance(now, DataElement) and now.VR == "SQ"):
+            if (now is not raw and now is not None and isinstance(raw, RawDataElement)
+                    and not (isinstance(now, DataElement) and now.VR == "SQ")):
                 ds._dict[tag] = raw
 
 
@@ -215,7 +219,7 @@ def _check_public(ds: pydicom.Dataset, decoded: dict) -> None:
         try:
             entry = plain_json(ds, raw) if plain and isinstance(raw, RawDataElement) else None
             if entry is not None:
-                decoded[(id(ds), tag)] = entry
+                decoded[(id(ds), int(tag))] = entry
                 continue
             elem = ds[tag]
             items = list(elem.value or []) if elem.VR == "SQ" else []
@@ -247,7 +251,8 @@ def _pixel_bytes(ds: pydicom.Dataset) -> int:
 def _tag_value(ds: pydicom.Dataset, keyword: str):
     """The attribute's value as pydicom converts it, or None if pydicom cannot convert it."""
     try:
-        return ds.get(keyword)
+        tag = tag_for_keyword(keyword)
+        return ds[tag].value if tag is not None and tag in ds._dict else None
     except Exception:  # a value pydicom itself cannot decode (e.g. an odd-length US)
         return None
 
@@ -285,9 +290,10 @@ def _json_dict(ds: pydicom.Dataset, decoded: dict) -> dict:
     out = {}
     plain = _plain_config()
     creators: dict[int, bool] = {}
-    for tag in list(ds.keys()):
+    here, cached = id(ds), decoded.get
+    for tag in list(ds._dict):
         key = f"{tag:08X}"
-        entry = decoded.get((id(ds), tag))
+        entry = cached((here, int(tag)))
         raw = ds._dict[tag]
         if entry is None and plain and isinstance(raw, RawDataElement):
             entry = plain_json(ds, raw) if _creator_decodes(ds, tag, creators) else None
@@ -314,17 +320,23 @@ def _json_dict(ds: pydicom.Dataset, decoded: dict) -> dict:
 def _creator_decodes(ds: pydicom.Dataset, tag: int, known: dict[int, bool]) -> bool:
     """Whether pydicom, decoding a private element, can read its Private Creator (it fails the
     element when not); public elements have none. ``known`` keeps the answers per creator."""
+    tag = int(tag)
     if not (tag >> 16) & 1:
         return True
     creator = (tag & 0xFFFF0000) | ((tag & 0xFFFF) >> 8)
+    if creator in known:
+        return known[creator]
     if creator == tag or creator not in ds._dict:
         return True
-    if creator not in known:
-        try:
-            _ = ds[creator].value
-            known[creator] = True
-        except Exception:
-            known[creator] = False
+    raw = ds._dict[creator]
+    if isinstance(raw, RawDataElement) and plain_json(ds, raw) is not None:
+        known[creator] = True  # a plain element: pydicom decodes it (see plain_json)
+        return True
+    try:
+        _ = ds[creator].value
+        known[creator] = True
+    except Exception:
+        known[creator] = False
     return known[creator]
 
 
@@ -339,6 +351,10 @@ def _creator_decodes(ds: pydicom.Dataset, tag: int, known: dict[int, bool]) -> b
 # returns None and goes through pydicom. tests/test_dicom_json.py checks both give the same.
 
 NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d", "SV": "q", "UV": "Q"}
+# The same as native memoryview formats (their sizes fixed: C's long is 8 bytes here, not 4).
+NATIVE_FORMATS = {vr: ({"L": "I", "l": "i"}.get(f, f), struct.calcsize("=" + f))
+                  for vr, f in NUMBER_FORMATS.items()}
+assert all(struct.calcsize(n) == size for n, size in NATIVE_FORMATS.values())
 BYTES_VRS = {"OB", "OD", "OF", "OL", "OV", "OW"}
 STRING_VRS = {"AS", "CS", "DA", "DT", "TM"}  # pydicom's convert_string: default charset, split
 MULTI_TEXT_VRS = {"SH", "LO", "UC"}  # convert_text: the dataset's charset, split, validated
@@ -391,11 +407,12 @@ def _plain_vr(raw: RawDataElement) -> str | None:
 
 
 def _numbers_json(vr: str, data: bytes, little: bool) -> dict | None:
-    fmt = NUMBER_FORMATS[vr]
-    size = struct.calcsize("=" + fmt)
+    native, size = NATIVE_FORMATS[vr]
     if len(data) % size:
         return None
-    values = struct.unpack(f"{'<' if little else '>'}{len(data) // size}{fmt}", data)
+    if little and sys.byteorder == "little":  # the bytes as they are, viewed as numbers
+        return {"vr": vr, "Value": memoryview(data).cast(native).tolist()}
+    values = struct.unpack(f"{'<' if little else '>'}{len(data) // size}{NUMBER_FORMATS[vr]}", data)
     return {"vr": vr, "Value": list(values)}
 
 
@@ -418,13 +435,23 @@ def _text_items(ds: pydicom.Dataset, vr: str, data: bytes, mode: int | None = No
     if vr == "AE":
         return [value.strip() for value in text.split("\\")]
     if vr == "UI":
-        return [UID(value, mode) for value in text.rstrip("\0 ").rstrip(" \x00").split("\\")]
+        values = text.rstrip("\0 ").rstrip(" \x00").split("\\")
+        return [value if _valid(vr, value) else UID(value, mode) for value in values]
     if vr == "UR":
         return [text.rstrip()]
     if vr == "IS":
-        return [IS(value, mode) for value in text.rstrip(" \x00").split("\\")]
-    return [valuerep.DSclass(value, validation_mode=mode)  # DS
-            for value in text.strip().rstrip(" \x00").split("\\")]
+        return [value if _valid(vr, value) else IS(value, mode) for value in text.rstrip(" \x00").split("\\")]
+    values = text.strip().rstrip(" \x00").split("\\")  # DS
+    ds_class = valuerep.DSclass
+    return [value if ds_class is DSfloat and _valid(vr, value) else ds_class(value, validation_mode=mode)
+            for value in values]
+
+
+def _valid(vr: str, value: str) -> bool:
+    """Whether pydicom's validation passes ``value`` (so its value class would warn of nothing
+    and hold the value as this string says: an int for IS, a float for DS, the UID itself)."""
+    return (len(value) <= MAX_VALUE_LEN[vr] and not value.endswith("\n")
+            and STR_VR_REGEXES[vr].match(value) is not None)
 
 
 def _charset_text(ds: pydicom.Dataset, data: bytes) -> str | None:
@@ -508,8 +535,12 @@ def _encoded(ds: pydicom.Dataset, vr: str, items: list) -> bytes | None:
             return None  # pydicom's encoder may add escape sequences: let it decode and write
         out = b"\\".join(item.encode(encodings[0]) for item in items)
         return out + b" " if len(out) % 2 else out
-    text = "\\".join(item.original_string if hasattr(item, "original_string") else str(item)
-                     for item in items)
+    if vr in ("IS", "DS"):  # pydicom writes the string it read, stripped
+        text = "\\".join(item.strip() if type(item) is str else
+                         item.original_string if hasattr(item, "original_string") else str(item)
+                         for item in items)
+    else:
+        text = "\\".join(str(item) for item in items)
     if len(text) % 2:
         text += "\0" if vr == "UI" else " "
     return text.encode(default_encoding)
@@ -571,7 +602,8 @@ def _encode_fast(ds: pydicom.Dataset) -> bytes | None:
 
 
 def _write_body(fp: DicomBytesIO, ds: pydicom.Dataset) -> bytes | None:
-    """write_dataset(fp, ds), raw elements framed here and the others written by pydicom."""
+    """write_dataset(fp, ds): raw elements, and decoded ones holding plain text, framed here;
+    the others (sequences, person names, numbers ...) written by pydicom."""
     implicit, little = fp.is_implicit_VR, fp.is_little_endian
     end = "<" if little else ">"
     charset = ds.get("SpecificCharacterSet", default_encoding)
@@ -580,7 +612,10 @@ def _write_body(fp: DicomBytesIO, ds: pydicom.Dataset) -> bytes | None:
         if tag & 0xFFFF == 0 and tag >> 16 > 6:
             continue  # retired group lengths are not written
         elem = ds._dict[tag]
-        framed = _framed(elem, implicit, end) if isinstance(elem, RawDataElement) else None
+        if isinstance(elem, RawDataElement):
+            framed = _framed(elem, implicit, end)
+        else:
+            framed = _framed_text(ds, elem, implicit, end)
         if framed is None:
             one = DicomBytesIO()
             one.is_implicit_VR, one.is_little_endian = implicit, little
@@ -591,22 +626,54 @@ def _write_body(fp: DicomBytesIO, ds: pydicom.Dataset) -> bytes | None:
     return b"".join(parts)
 
 
-def _framed(raw: RawDataElement, implicit: bool, end: str) -> bytes | None:
-    """A raw element as write_data_element writes it (its value as it is), or None to let
-    pydicom write it (undefined length, no usable VR, a value too long for its length field)."""
-    value, vr = raw.value, raw.VR
-    if value is None or raw.length == 0xFFFFFFFF:
-        return None
-    tag = struct.pack(f"{end}HH", raw.tag >> 16, raw.tag & 0xFFFF)
+def _frame(tag: int, vr: str | None, value: bytes, implicit: bool, end: str) -> bytes | None:
+    """Tag, VR and length before ``value``, as write_data_element frames a defined length."""
+    head = struct.pack(f"{end}HH", tag >> 16, tag & 0xFFFF)
     if implicit:
-        return tag + struct.pack(f"{end}L", len(value)) + value
+        return head + struct.pack(f"{end}L", len(value)) + value
     if vr is None or len(vr) != 2:
         return None
     if vr in EXPLICIT_VR_LENGTH_32:
-        return tag + vr.encode() + struct.pack(f"{end}HL", 0, len(value)) + value
+        return head + vr.encode() + struct.pack(f"{end}HL", 0, len(value)) + value
     if len(value) > 0xFFFF:
+        return None  # pydicom writes it as UN, and says so
+    return head + vr.encode() + struct.pack(f"{end}H", len(value)) + value
+
+
+def _framed(raw: RawDataElement, implicit: bool, end: str) -> bytes | None:
+    """A raw element as write_data_element writes it (its value as it is), or None to let
+    pydicom write it (undefined length, no usable VR, a value too long for its length field)."""
+    if raw.value is None or raw.length == 0xFFFFFFFF:
         return None
-    return tag + vr.encode() + struct.pack(f"{end}H", len(value)) + value
+    return _frame(raw.tag, raw.VR, raw.value, implicit, end)
+
+
+_TEXT_VRS = STRING_VRS | MULTI_TEXT_VRS | SINGLE_TEXT_VRS | {"AE", "UI", "UR", "IS", "DS"}
+
+
+def _framed_text(ds: pydicom.Dataset, elem: DataElement, implicit: bool, end: str) -> bytes | None:
+    """A decoded element of a text VR holding plain str (or IS/DS) values, as pydicom's writers
+    write it (see ``_encoded``); None for anything else."""
+    vr, value = elem.VR, elem.value
+    if vr not in _TEXT_VRS or elem.is_undefined_length:
+        return None
+    number = vr in ("IS", "DS")  # held as IS/DSfloat (a str there is one pydicom could not read)
+
+    def plain(v) -> bool:
+        return isinstance(v, IS | DSfloat) if number else isinstance(v, str)
+
+    if value is None:
+        items = [""]  # no value: nothing written
+    elif plain(value):
+        items = [value]
+    elif isinstance(value, MultiValue | list | tuple) and len(value) > 1 and all(plain(v) for v in value):
+        items = list(value)
+    else:
+        return None
+    if vr in ("DA", "DT", "TM") and not all(type(v) is str for v in items):
+        return None  # date and time objects have writers of their own
+    payload = _encoded(ds, vr, items)
+    return None if payload is None else _frame(elem.tag, vr, payload, implicit, end)
 
 
 def key_tags(ds: pydicom.Dataset) -> dict:
