@@ -106,6 +106,8 @@ tests.next_batch
 tests.write_feeds
 tests.dice
 tests.iter_records
+tests.read_dataset  # one DICOM file parsed whole: the reader's error tests
+tests.map_instance  # one instance through the job's mapping: the golden de-identification fixture
 # Airflow REST calls the live-stack test makes
 tests.set_paused
 tests.dag_run
