@@ -15,6 +15,10 @@ from __future__ import annotations
 import json
 from datetime import date
 
+import pypinyin.contrib.tone_convert  # noqa: F401  (loaded before use: see below)
+import pypinyin.pinyin_dict  # noqa: F401
+from pypinyin import lazy_pinyin
+
 from connectors import fhir_followup
 from connectors.clinical_records import (
     ICD10_SYSTEMS,
@@ -26,6 +30,12 @@ from connectors.clinical_records import (
 )
 from connectors.person_features import identifier_keys, identity_features, is_national_id, split_cjk_name
 from connectors.ucum import to_ucum
+
+# person_features imports pypinyin when it first needs it; two threads of one worker needing it at
+# once trip over pypinyin's circular imports (ImportError or _DeadlockError, and the import stays
+# broken in that process: the messages go to quarantine). Loaded here, under this module's own
+# import lock, before any mapping runs, it never is.
+lazy_pinyin("王")
 
 MEDICATION_KINDS = {"MedicationRequest": "request", "MedicationStatement": "statement",
                     "MedicationAdministration": "administration"}

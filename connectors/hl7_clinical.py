@@ -20,7 +20,10 @@ from datetime import date
 from types import SimpleNamespace
 
 import hl7
+import pypinyin.contrib.tone_convert  # noqa: F401  (loaded before use: see below)
+import pypinyin.pinyin_dict  # noqa: F401
 from hl7.util import unescape
+from pypinyin import lazy_pinyin
 
 from connectors.clinical_records import (
     Source,
@@ -33,6 +36,12 @@ from connectors.clinical_records import (
 from connectors.hl7 import hl7_timestamp
 from connectors.person_features import identifier_keys, identity_features, is_national_id
 from connectors.ucum import to_ucum
+
+# person_features imports pypinyin when it first needs it; two threads of one worker needing it at
+# once trip over pypinyin's circular imports (ImportError or _DeadlockError, and the import stays
+# broken in that process: the messages go to quarantine). Loaded here, under this module's own
+# import lock, before any mapping runs, it never is.
+lazy_pinyin("王")
 
 PATIENT_CLASS = {"I": "IMP", "O": "AMB", "E": "EMER", "P": "PRENC", "R": "AMB", "B": "IMP"}
 EVENT_STATUS = {"A01": "in-progress", "A02": "in-progress", "A03": "finished", "A04": "arrived",

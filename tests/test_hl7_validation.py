@@ -176,3 +176,47 @@ def test_reader_reads_what_python_hl7_reads():
                             assert old.get(a, field, rep, comp, sub) == new.get(b, field, rep, comp, sub), (
                                 text, field, rep, comp, sub)
     assert lookups > 100_000
+
+
+THREADS = r"""
+import sys, threading
+from datetime import datetime
+from connectors import fhir_clinical, hl7_clinical
+from connectors.clinical_records import Source
+from connectors.hl7 import check_header, split_messages
+
+texts = [m.text for m in split_messages(open(sys.argv[1], "rb").read()) if m.text.startswith("MSH")] * 8
+patient = {"resourceType": "Patient", "id": "p1", "name": [{"family": "王", "given": ["晓明"]}]}
+src = Source(b"k" * 32, "CTY-S1", "HL7v2", "HIS", datetime(2026, 1, 1), "0" * 64, "run")
+errors, start = [], threading.Barrier(8)
+
+def work(k):
+    start.wait()
+    for t in texts[k::8]:
+        try:
+            if k % 2:  # a name in characters first (pypinyin's lazy_pinyin), else one in pinyin
+                fhir_clinical.records(patient, src)  # (its syllable table, from tone_convert)
+            h = check_header(t)
+            hl7_clinical.records(t, src, h.control_id, h.trigger_event)
+            fhir_clinical.records(patient, src)
+        except Exception as exc:
+            errors.append(repr(exc))
+
+threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(len(errors), errors[:1])
+"""
+
+
+def test_mapping_from_many_threads_of_a_fresh_worker():
+    """Workers map in threads: the first names to need pinyin must not race on its import (they
+    did: ImportError / _DeadlockError in pypinyin, and the messages went to quarantine)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).parent.parent
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", THREADS, str(DATA / "mixed_batch.hl7")], cwd=root,
+                             capture_output=True, text=True, check=True).stdout
+        assert out.startswith("0 "), out
