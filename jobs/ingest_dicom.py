@@ -231,11 +231,6 @@ def _batch(row: dict, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_pylist([row], schema=schema)
 
 
-def rejected(src: Source, reason: str, run_id: str, center_id: str, now: datetime) -> pa.RecordBatch:
-    """The quarantine row of one file or member, as Arrow."""
-    return _batch(quarantine_row(src, reason, run_id, center_id, now), arrow_schema("quarantine.dicom"))
-
-
 # --- rows against the contracts, without pyarrow ----------------------------------------------
 #
 # pyarrow, converting Python values, first imports pandas (1-2 s, and memory) to rule out pandas
