@@ -57,17 +57,6 @@ CENTER = "CTY-S1"  # a center of the demo registry: the listener refuses unknown
 OUT = ROOT / "benchmarks" / "out" / "clinical"
 
 
-def oru(i: int) -> str:
-    """A small ORU^R01 (two OBX), as the MLLP row sent before the feed was generated."""
-    return "\r".join([
-        f"MSH|^~\\&|LIS|LAB|OMICSLAKE|NAT|20260302101500||ORU^R01^ORU_R01|B{i:08d}|P|2.5",
-        f"PID|1||MRN{i % 5000:06d}^^^LAB^MR||DOE^JOHN||19800512|M",
-        f"OBR|1|ORD{i}|FIL{i}|4548-4^Hemoglobin A1c^LN|||20260302090000",
-        f"OBX|1|NM|4548-4^HbA1c^LN||{5 + i % 40 / 10:.1f}|%^percent^UCUM|4.0-6.0|N|||F",
-        "OBX|2|NM|2345-7^Glucose^LN||6.2|mmol/L^mmol/L^UCUM|3.9-6.1|H|||F",
-    ]) + "\r"
-
-
 # --- HL7 v2: a hospital's mixed feed ----------------------------------------------------------
 
 FAMILY = (("WANG", "王"), ("LI", "李"), ("ZHANG", "张"), ("LIU", "刘"), ("CHEN", "陈"), ("YANG", "杨"),
