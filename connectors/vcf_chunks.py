@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from omicslake.errors import InputError
+from omicslake.ingest import count_newlines
 
 BYTES_PER_CHUNK = 64 << 20
 MIN_REGION_BP = 1_000_000
@@ -187,24 +188,12 @@ def _read_whole(path: str, header_lines: int) -> Iterator[tuple[int | None, str]
                 yield lineno, line
 
 
-def _count_newlines(fh, upto: int) -> int:
-    fh.seek(0)
-    n, left = 0, upto
-    while left > 0:
-        block = fh.read(min(left, 16 << 20))
-        if not block:
-            break
-        n += block.count(b"\n")
-        left -= len(block)
-    return n
-
-
 def _read_bytes(path: str, chunk: Chunk) -> Iterator[tuple[int, str]]:
     with open(path, "rb") as fh:
         pos = chunk.start
         lineno = 0
         if pos > 0:
-            lineno = _count_newlines(fh, pos)
+            lineno = count_newlines(fh, 0, pos)
             fh.seek(pos - 1)
             if fh.read(1) != b"\n":  # the line that straddles the start belongs to the chunk before
                 pos += len(fh.readline())

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from omicslake.ingest import Feed, Parsed, Piece, Staged, line_pieces, run_feed, whole_file
+from omicslake.ingest import Feed, Parsed, Piece, Staged, chunked, line_pieces, run_feed, whole_file
 from omicslake.quarantine import Rejected
 from omicslake.runs import JobResult, main_for
 from omicslake.settings import Settings
@@ -74,16 +74,7 @@ def _line(location: str) -> int | None:
 
 def parse_piece(piece: Piece, params: dict) -> Iterator[Parsed]:
     """Resources of one piece, in chunks of ``CHUNK`` so a task never holds a whole file."""
-    chunk = Parsed()
-    for found in resource_rows(piece):
-        if isinstance(found, Rejected):
-            chunk.rejected.append(found)
-        else:
-            chunk.rows.setdefault("bronze.fhir_resources", []).append(found)
-        if len(chunk.rows.get("bronze.fhir_resources", ())) >= CHUNK:
-            yield chunk
-            chunk = Parsed()
-    yield chunk
+    yield from chunked(resource_rows(piece), "bronze.fhir_resources", CHUNK)
 
 
 def pieces(path: str, checksum: str) -> list[Piece]:

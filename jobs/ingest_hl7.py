@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from pyspark.sql import SparkSession
 
-from omicslake.ingest import Feed, Parsed, Piece, marker_pieces, run_feed
+from omicslake.ingest import Feed, Parsed, Piece, chunked, marker_pieces, run_feed
 from omicslake.quarantine import Rejected
 from omicslake.runs import JobResult, main_for
 from omicslake.settings import Settings
@@ -75,16 +75,7 @@ def parse_piece(piece: Piece, params: dict) -> Iterator[Parsed]:
     except OSError as exc:
         yield Parsed(rejected=[Rejected(f"cannot read: {exc}")])
         return
-    chunk = Parsed()
-    for found in message_rows(data, piece.start):
-        if isinstance(found, Rejected):
-            chunk.rejected.append(found)
-        else:
-            chunk.rows.setdefault("bronze.hl7_messages", []).append(found)
-        if len(chunk.rows.get("bronze.hl7_messages", ())) >= CHUNK:
-            yield chunk
-            chunk = Parsed()
-    yield chunk
+    yield from chunked(message_rows(data, piece.start), "bronze.hl7_messages", CHUNK)
 
 
 FEED = Feed(JOB, SUFFIXES, landed_in=("bronze.hl7_messages", "quarantine.hl7"), quarantine="quarantine.hl7",

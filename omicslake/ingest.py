@@ -40,7 +40,8 @@ from omicslake.writes import append, landed_checksums
 from schemas import get_table
 
 __all__ = [
-    "Feed", "Parsed", "Piece", "Staged", "Source", "append_staged", "expand_inputs", "fan_out",
+    "Feed", "Parsed", "Piece", "Staged", "Source", "append_staged", "chunked", "count_newlines",
+    "expand_inputs", "fan_out",
     "line_pieces", "marker_pieces", "pending", "run_feed", "staging_root", "whole_file",
 ]
 
@@ -114,6 +115,21 @@ def append_staged(spark: SparkSession, settings: Settings, staged: Staged, feed:
 def staging_root(settings: Settings, name: str) -> str:
     """Where the tasks of feed ``name`` stage rows, next to the lake (local, S3 or HDFS)."""
     return f"{settings.lake_root}/_staging/{name}"
+
+
+def chunked(found: Iterable[dict | Rejected], table: str, size: int = 5000) -> Iterator[Parsed]:
+    """Group a feed's records (rows of ``table``, or ``Rejected``) into ``Parsed`` chunks of at
+    most ``size`` rows, so a task stages as it goes and never holds a whole file."""
+    chunk = Parsed()
+    for item in found:
+        if isinstance(item, Rejected):
+            chunk.rejected.append(item)
+        else:
+            chunk.rows.setdefault(table, []).append(item)
+        if len(chunk.rows.get(table, ())) >= size:
+            yield chunk
+            chunk = Parsed()
+    yield chunk
 
 
 def whole_file(path: str, checksum: str) -> list[Piece]:
@@ -208,7 +224,7 @@ def _cut(path: str, checksum: str, piece_bytes: int, find: Callable[[bytes], int
             target = bounds[-1][0] + piece_bytes
             if target >= size:
                 break
-            lines += _newlines(fh, pos, target)
+            lines += count_newlines(fh, pos, target)
             fh.seek(target)
             at, scanned = -1, b""
             while at < 0:
@@ -227,7 +243,8 @@ def _cut(path: str, checksum: str, piece_bytes: int, find: Callable[[bytes], int
     return [Piece(path, checksum, b, e, n) for (b, n), e in zip(bounds, ends, strict=True)]
 
 
-def _newlines(fh, start: int, end: int) -> int:
+def count_newlines(fh, start: int, end: int) -> int:
+    """Newlines in bytes ``[start, end)`` of an open binary file, read 1 MB at a time."""
     fh.seek(start)
     n, left = 0, end - start
     while left > 0:
